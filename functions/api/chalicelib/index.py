@@ -1,0 +1,216 @@
+"""The DynamoDB index of raw files and their products.
+
+One table, keyed so that every request path is a GetItem or a Query:
+  file item   pk=FILE#<file_id>  sk=FILE
+              by_night       (night_pk=NIGHT#<night>, night_sk=<file name>)        list a night
+              by_night_type  (type_pk=NIGHT#<night>#<OBSTYPE>, night_sk)          filter by type
+              by_update      (night_pk, updated_sk=<updated_at>#<file_id>)       live changes
+  night item  pk=NIGHTS      sk=<night>   (files = number of distinct raw files)
+The file id is derived from the storage location, so an event delivered twice, or
+two workers racing on it, land on the same item.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+# Statuses a raw file can be in. A file in a FINAL status needs no further work until
+# something new happens to it (a new upload, a re-reduction request).
+STATUS_RECEIVED = "received"
+STATUS_RETRYING = "retrying"
+STATUS_INDEXED = "indexed"
+STATUS_FAILED = "failed"
+FINAL_STATUSES = frozenset({STATUS_INDEXED, STATUS_FAILED})
+
+NIGHTS_PK = "NIGHTS"
+FILE_SK = "FILE"
+_KEY_ATTRS = ("pk", "sk", "night_pk", "night_sk", "type_pk", "updated_sk")
+
+# How far back a changes cursor is held, so that a write stamped just before a poll
+# but committed just after it is still delivered (clients merge by file_id).
+CHANGES_OVERLAP = timedelta(seconds=5)
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+
+class BadRequest(ValueError):
+    """A caller's mistake (bad token, bad cursor); the API turns it into a 400."""
+
+
+def file_id_for(bucket: str, key: str) -> str:
+    """Stable, URL-safe id of a raw object: same location, same id."""
+    return hashlib.sha1(f"{bucket}/{key}".encode("utf-8")).hexdigest()[:16]
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _to_plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; the API speaks JSON."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _to_dynamo(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _encode(item: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: _ser.serialize(_to_dynamo(v)) for k, v in item.items() if v is not None}
+
+
+def _decode(raw: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: _to_plain(_de.deserialize(v)) for k, v in raw.items()}
+
+
+def public_view(item: Dict[str, Any]) -> Dict[str, Any]:
+    """The item as the API serves it: without the table's key attributes."""
+    return {k: v for k, v in item.items() if k not in _KEY_ATTRS}
+
+
+def encode_token(last_key: Optional[Dict[str, Any]]) -> Optional[str]:
+    if not last_key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(last_key, sort_keys=True).encode()).decode()
+
+
+def decode_token(token: Optional[str]) -> Optional[Dict[str, Any]]:
+    if not token:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest("invalid page token") from exc
+    if not isinstance(key, dict):
+        raise BadRequest("invalid page token")
+    return key
+
+
+class FileIndex:
+    """Reads and writes the index; handed its DynamoDB client and table name."""
+
+    def __init__(self, client, table: str):
+        self._db = client
+        self._table = table
+
+    # ---- writes -------------------------------------------------------------
+    def record_file(self, fields: Dict[str, Any]) -> bool:
+        """Write a raw file's item. Returns True when the file is new to the index.
+
+        A new file is put and counted on its night in one transaction, so a
+        redelivered event can neither duplicate the item nor count it twice.
+        """
+        now = utcnow()
+        night, file_id = fields["night"], fields["file_id"]
+        item = dict(fields)
+        item.update(
+            pk=f"FILE#{file_id}",
+            sk=FILE_SK,
+            night_pk=f"NIGHT#{night}",
+            night_sk=fields["file_name"],
+            type_pk=f"NIGHT#{night}#{fields.get('obstype') or 'UNKNOWN'}",
+            updated_sk=f"{now}#{file_id}",
+            updated_at=now,
+        )
+        item.setdefault("created_at", now)
+        try:
+            self._db.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self._table, "Item": _encode(item),
+                             "ConditionExpression": "attribute_not_exists(pk)"}},
+                    {"Update": {"TableName": self._table,
+                                "Key": _encode({"pk": NIGHTS_PK, "sk": night}),
+                                "UpdateExpression": "ADD files :one SET night = :night, updated_at = :now",
+                                "ExpressionAttributeValues": _encode({":one": 1, ":night": night, ":now": now})}},
+                ]
+            )
+            return True
+        except self._db.exceptions.TransactionCanceledException as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
+                raise
+        existing = self.get_file(file_id) or {}
+        if "created_at" in existing:
+            item["created_at"] = existing["created_at"]
+        self._db.put_item(TableName=self._table, Item=_encode(item))
+        return False
+
+    # ---- reads --------------------------------------------------------------
+    def get_file(self, file_id: str) -> Optional[Dict[str, Any]]:
+        raw = self._db.get_item(
+            TableName=self._table, Key=_encode({"pk": f"FILE#{file_id}", "sk": FILE_SK}), ConsistentRead=True
+        ).get("Item")
+        return _decode(raw) if raw else None
+
+    def list_nights(self, limit: int = 100) -> List[Dict[str, Any]]:
+        resp = self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=_encode({":pk": NIGHTS_PK}),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [public_view(_decode(i)) for i in resp.get("Items", [])]
+
+    def list_files(self, night: str, obstype: Optional[str] = None, limit: int = 100,
+                   token: Optional[str] = None) -> Tuple[List[Dict[str, Any]], Optional[str]]:
+        """One page of a night's files in file-name (observation) order."""
+        if obstype:
+            index, cond, values = "by_night_type", "type_pk = :p", {":p": f"NIGHT#{night}#{obstype.upper()}"}
+        else:
+            index, cond, values = "by_night", "night_pk = :p", {":p": f"NIGHT#{night}"}
+        kwargs = dict(TableName=self._table, IndexName=index, KeyConditionExpression=cond,
+                      ExpressionAttributeValues=_encode(values), Limit=limit)
+        start = decode_token(token)
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        resp = self._db.query(**kwargs)
+        files = [public_view(_decode(i)) for i in resp.get("Items", [])]
+        return files, encode_token(resp.get("LastEvaluatedKey"))
+
+    def changes(self, night: str, since: str = "", limit: int = 200,
+                now: Optional[datetime] = None) -> Tuple[List[Dict[str, Any]], str]:
+        """Files of a night updated after `since`, oldest first, and the next cursor."""
+        kwargs = dict(TableName=self._table, IndexName="by_update", Limit=limit,
+                      KeyConditionExpression="night_pk = :p AND updated_sk > :s",
+                      ExpressionAttributeValues=_encode({":p": f"NIGHT#{night}", ":s": since or " "}))
+        resp = self._db.query(**kwargs)
+        items = [_decode(i) for i in resp.get("Items", [])]
+        if not items:
+            return [], since
+        last = items[-1]["updated_sk"]
+        if resp.get("LastEvaluatedKey"):
+            return [public_view(i) for i in items], last  # more to come: no overlap needed
+        floor = ((now or datetime.now(timezone.utc)) - CHANGES_OVERLAP).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        cursor = max(since, min(last, floor))
+        return [public_view(i) for i in items], cursor
+
+
+def iter_all_files(index: FileIndex, night: str, page_size: int = 100) -> Iterable[Dict[str, Any]]:
+    """Every file of a night, page by page (for tools, not request paths)."""
+    token = None
+    while True:
+        files, token = index.list_files(night, limit=page_size, token=token)
+        yield from files
+        if not token:
+            return

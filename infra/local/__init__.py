@@ -1,0 +1,1 @@
+"""The embedded stack: everything Goodman Live runs on in AWS, on this machine."""

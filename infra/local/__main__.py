@@ -1,0 +1,105 @@
+"""python -m infra.local {demo,replay,serve}
+
+demo    the embedded default: local stack, a simulated night streaming into a folder,
+        the sync agent uploading it, the page live on localhost.
+replay  RAW_DIR --out OUT_DIR: run a past night through the whole system, write
+        OUT_DIR/index.json and the products; exit 1 if any file failed.
+serve   the stack, functions, API and page with no data source (upload with the
+        sync agent yourself).
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from infra.local.system import ROOT, EmbeddedSystem, quiet_logging
+
+
+def _wait_forever(message: str) -> None:
+    print(message, flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.is_set():
+            stop.wait(1.0)
+    except KeyboardInterrupt:
+        pass
+
+
+def cmd_replay(args) -> int:
+    from infra.local.replay import replay
+
+    return replay(Path(args.raw_dir), Path(args.out), timeout=args.timeout, workers=args.workers)
+
+
+def cmd_serve(args) -> int:
+    with EmbeddedSystem(workers=args.workers, http_port=args.port) as system:
+        env = system.stack.environment()
+        _wait_forever(f"Goodman Live on {system.url}\n  S3/SQS/DynamoDB endpoint: {env['AWS_ENDPOINT_URL']}\n"
+                      f"  upload with: AWS_ACCESS_KEY_ID={env['AWS_ACCESS_KEY_ID']} "
+                      f"AWS_SECRET_ACCESS_KEY={env['AWS_SECRET_ACCESS_KEY']} "
+                      + " ".join(system.sync_agent_command(Path("DIR"), Path("STATE"))[1:])
+                      + "\n  Ctrl-C to stop")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from infra.simulator.demo import stream_night
+
+    work = Path(args.workdir).resolve()
+    raw_dir = work / "mountain" / args.night
+    state_dir = work / "sync-state"
+    if work.exists() and not args.keep:
+        import shutil
+        shutil.rmtree(work)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    with EmbeddedSystem(workers=args.workers, http_port=args.port) as system:
+        agent = system.start_sync_agent(raw_dir, state_dir)
+        print(f"\n  Goodman Live is running: open {system.url}\n"
+              f"  The simulated night {args.night} is being observed into {raw_dir}\n"
+              f"  (one frame every {args.cadence:g} s); the sync agent uploads each file as it closes.\n"
+              f"  Ctrl-C to stop.\n", flush=True)
+        observer = threading.Thread(target=stream_night, daemon=True, kwargs=dict(
+            out_dir=raw_dir, seed=args.seed, night=args.night, cadence=args.cadence))
+        observer.start()
+        try:
+            _wait_forever("")
+        finally:
+            agent.terminate()
+            agent.wait(timeout=10)
+    return 0
+
+
+def main(argv=None) -> int:
+    quiet_logging()
+    parser = argparse.ArgumentParser(prog="python -m infra.local")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="simulated night, live page")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--cadence", type=float, default=3.0, help="seconds between frames")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--night", default="2024-03-14")
+    demo.add_argument("--workdir", default=str(ROOT / ".demo"))
+    demo.add_argument("--keep", action="store_true", help="keep files from an earlier demo")
+    demo.add_argument("--workers", type=int, default=2)
+    demo.set_defaults(func=cmd_demo)
+    rep = sub.add_parser("replay", help="run a folder of raw files through the system")
+    rep.add_argument("raw_dir")
+    rep.add_argument("--out", required=True)
+    rep.add_argument("--timeout", type=float, default=600.0)
+    rep.add_argument("--workers", type=int, default=2)
+    rep.set_defaults(func=cmd_replay)
+    serve = sub.add_parser("serve", help="the system with no data source")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=2)
+    serve.set_defaults(func=cmd_serve)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

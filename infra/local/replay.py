@@ -1,0 +1,103 @@
+"""Run a past night through the whole system: every FITS file in a folder goes up
+through the sync agent, through the queue and functions, and comes back through the
+API as index entries and products."""
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import requests
+
+from functions.api.chalicelib.index import FINAL_STATUSES, STATUS_FAILED, file_id_for
+from infra.local.system import EmbeddedSystem
+from sync_agent.agent import FITS_SUFFIXES
+
+
+def raw_files(raw_dir: Path) -> List[Path]:
+    return sorted(p for p in Path(raw_dir).iterdir() if p.is_file() and p.suffix.lower() in FITS_SUFFIXES)
+
+
+def wait_final(base_url: str, file_ids: Dict[str, str], timeout: float, progress=print) -> Dict[str, dict]:
+    """Poll the API until every file is in a final status (or the time is up)."""
+    deadline = time.monotonic() + timeout
+    final: Dict[str, dict] = {}
+    session = requests.Session()
+    last_report = 0.0
+    while len(final) < len(file_ids) and time.monotonic() < deadline:
+        for name, fid in file_ids.items():
+            if name in final:
+                continue
+            resp = session.get(f"{base_url}/api/files/{fid}", timeout=10)
+            if resp.status_code == 200 and resp.json().get("status") in FINAL_STATUSES:
+                final[name] = resp.json()
+        if time.monotonic() - last_report > 2 or len(final) == len(file_ids):
+            progress(f"  {len(final)}/{len(file_ids)} files in a final status")
+            last_report = time.monotonic()
+        if len(final) < len(file_ids):
+            time.sleep(0.2)
+    return final
+
+
+def download_products(entries: List[dict], out_dir: Path) -> int:
+    count = 0
+    session = requests.Session()
+    for entry in entries:
+        for product in entry.get("products", []):
+            target = out_dir / entry["night"] / product["file_name"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            resp = session.get(product["url"], timeout=60)
+            resp.raise_for_status()
+            target.write_bytes(resp.content)
+            count += 1
+    return count
+
+
+def replay(raw_dir: Path, out_dir: Path, timeout: float = 600.0, workers: int = 2,
+           system: Optional[EmbeddedSystem] = None, progress=print) -> int:
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    files = raw_files(raw_dir)
+    if not files:
+        progress(f"no FITS files in {raw_dir}")
+        return 1
+    own = system is None
+    system = system or EmbeddedSystem(workers=workers).start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="goodman-live-replay-") as state:
+            progress(f"replaying {len(files)} files from {raw_dir} through {system.url}")
+            agent = system.start_sync_agent(raw_dir, Path(state), "--once", "--settle", "0",
+                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            output, _ = agent.communicate(timeout=timeout)
+            if agent.returncode != 0:
+                progress(output)
+                raise RuntimeError(f"sync agent exited with {agent.returncode}")
+            uploaded = json.loads((Path(state) / "uploaded.json").read_text())
+        file_ids = {name: file_id_for(system.raw_bucket, info["key"]) for name, info in uploaded.items()}
+        final = wait_final(system.url, file_ids, timeout, progress)
+        entries = []
+        for path in files:
+            if path.name in final:
+                entries.append(final[path.name])
+            elif path.name in file_ids:
+                entries.append({"file_id": file_ids[path.name], "file_name": path.name, "night": None,
+                                "status": "timeout", "error": f"no final status within {timeout:.0f} s",
+                                "products": []})
+            else:
+                entries.append({"file_id": None, "file_name": path.name, "night": None, "status": "not_uploaded",
+                                "error": "the sync agent did not upload it: not a complete FITS file",
+                                "products": []})
+        out_dir.mkdir(parents=True, exist_ok=True)
+        n_products = download_products([e for e in entries if e.get("night")], out_dir)
+        (out_dir / "index.json").write_text(json.dumps(entries, indent=2, sort_keys=True))
+        bad = [e for e in entries if e["status"] not in FINAL_STATUSES or e["status"] == STATUS_FAILED]
+        progress(f"{len(entries)} files, {len(entries) - len(bad)} ok, {len(bad)} not; "
+                 f"{n_products} products under {out_dir}")
+        for e in bad:
+            progress(f"  {e['file_name']}: {e['status']}: {e.get('error')}")
+        return 1 if bad else 0
+    finally:
+        if own:
+            system.stop()

@@ -1,0 +1,113 @@
+"""Lambda's SQS event source mapping, on this machine.
+
+Long-polls a queue, hands batches to the same handler Lambda calls, with the same
+event shape, deletes only the messages the handler did not report as failed
+(partial batch responses), and leaves the rest to reappear after the visibility
+timeout until the queue's redrive policy moves them to the dead-letter queue.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Any, Callable, Dict, List
+
+log = logging.getLogger("goodman_live.runner")
+Handler = Callable[[Dict[str, Any], Any], Dict[str, Any]]
+
+
+class LambdaContext:
+    """The few attributes of Lambda's context object handlers may read."""
+
+    def __init__(self, name: str, timeout_seconds: int):
+        self.function_name = name
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def lambda_record(message: Dict[str, Any], queue_arn: str, region: str) -> Dict[str, Any]:
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message.get("MD5OfBody"),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+class QueuePoller:
+    """N worker threads polling one queue for one handler."""
+
+    def __init__(self, sqs, queue_url: str, handler: Handler, name: str, workers: int = 2,
+                 batch_size: int = 5, wait_seconds: int = 1, timeout_seconds: int = 30, region: str = "us-east-1"):
+        self.sqs, self.queue_url, self.handler, self.name = sqs, queue_url, handler, name
+        self.workers, self.batch_size, self.wait_seconds = workers, batch_size, wait_seconds
+        self.timeout_seconds, self.region = timeout_seconds, region
+        self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self._stop = threading.Event()
+        self._threads: List[threading.Thread] = []
+        self._busy = 0
+        self._lock = threading.Lock()
+        self.invocations = 0
+
+    def start(self) -> "QueuePoller":
+        for i in range(self.workers):
+            t = threading.Thread(target=self._loop, name=f"{self.name}-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=self.wait_seconds + 5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # the queue itself unreachable: back off, never spin
+                log.exception("%s: polling failed", self.name)
+                self._stop.wait(1.0)
+
+    def poll_once(self) -> int:
+        resp = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size,
+                                        WaitTimeSeconds=self.wait_seconds, AttributeNames=["All"])
+        messages = resp.get("Messages", [])
+        if not messages:
+            return 0
+        with self._lock:
+            self._busy += 1
+        try:
+            event = {"Records": [lambda_record(m, self.queue_arn, self.region) for m in messages]}
+            try:
+                result = self.handler(event, LambdaContext(self.name, self.timeout_seconds)) or {}
+                failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+            except Exception:
+                log.exception("%s: handler raised; the whole batch will be retried", self.name)
+                failed = {m["MessageId"] for m in messages}
+            done = [m for m in messages if m["MessageId"] not in failed]
+            if done:
+                self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
+            self.invocations += 1
+            return len(messages)
+        finally:
+            with self._lock:
+                self._busy -= 1
+
+    def idle(self) -> bool:
+        """No message waiting, in flight, or being handled."""
+        attrs = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        with self._lock:
+            busy = self._busy
+        return busy == 0 and attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"

@@ -1,0 +1,125 @@
+"""moto's server on loopback, with the buckets, queues, table and S3 -> SQS
+notification of infra/stack.json created through the real AWS APIs.
+
+Everything talks to it over HTTP through `endpoint_url`, exactly as to AWS or MinIO.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+import boto3
+
+from infra import definition as stackdef
+
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "goodman-live-local", "AWS_SECRET_ACCESS_KEY": "goodman-live-local"}
+
+
+class _SerialDynamoDB:
+    """moto's DynamoDB is not thread-safe (transact_write_items deep-copies a table
+    while another request changes it); real DynamoDB is atomic per request. Running
+    DynamoDB requests one at a time restores that; S3 and SQS (long polls) stay parallel."""
+
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with self.lock:
+                return list(self.app(environ, start_response))
+        return self.app(environ, start_response)
+
+
+class _MotoServer:
+    """moto's threaded server, with DynamoDB requests serialised."""
+
+    def __init__(self, host: str, port: int):
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        app = _SerialDynamoDB(DomainDispatcherApplication(create_backend_app))
+        self.httpd = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="moto", daemon=True)
+
+    def start(self) -> "_MotoServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=10)
+
+
+@dataclass
+class LocalStack:
+    definition: Dict[str, Any] = field(default_factory=stackdef.load)
+    host: str = "127.0.0.1"
+    port: int = 0
+    # Shorter than in AWS so a failed message is retried within seconds, not minutes.
+    visibility_timeout: int = 5
+    server: Any = None
+    endpoint_url: Optional[str] = None
+    queue_url: Optional[str] = None
+    dlq_url: Optional[str] = None
+
+    def start(self) -> "LocalStack":
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.server = _MotoServer(self.host, self.port).start()
+        host, port = self.server.httpd.server_address[:2]
+        self.endpoint_url = f"http://{host}:{port}"
+        self.create_resources()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    @property
+    def region(self) -> str:
+        return self.definition["region"]
+
+    def environment(self) -> Dict[str, str]:
+        """What a process needs to use this stack: endpoint, credentials, resource names."""
+        env = dict(LOCAL_CREDENTIALS)
+        env.update(stackdef.environment(self.definition))
+        env.update(AWS_ENDPOINT_URL=self.endpoint_url, AWS_DEFAULT_REGION=self.region, AWS_REGION=self.region)
+        return env
+
+    def export_environment(self) -> None:
+        """Make this process look like a Lambda / API process deployed against the stack."""
+        os.environ.update(self.environment())
+
+    def client(self, service: str):
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.region,
+                            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+
+    def create_resources(self) -> None:
+        d = self.definition
+        s3, sqs, ddb = self.client("s3"), self.client("sqs"), self.client("dynamodb")
+        for bucket in (d["raw_bucket"]["name"], d["products_bucket"]["name"]):
+            s3.create_bucket(Bucket=bucket)
+        q = d["ingest_queue"]
+        self.dlq_url = sqs.create_queue(QueueName=q["dead_letter_queue"],
+                                        Attributes={"MessageRetentionPeriod": str(q["retention_seconds"])})["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.queue_url = sqs.create_queue(QueueName=q["name"], Attributes={
+            "VisibilityTimeout": str(self.visibility_timeout),
+            "MessageRetentionPeriod": str(q["retention_seconds"]),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": q["max_receive_count"]}),
+        })["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        s3.put_bucket_notification_configuration(Bucket=d["raw_bucket"]["name"], NotificationConfiguration={
+            "QueueConfigurations": [{
+                "Id": "raw-created", "QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"],
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": d["raw_bucket"]["prefix"]}]}},
+            }]
+        })
+        ddb.create_table(**stackdef.table_create_kwargs(d))

@@ -1,0 +1,102 @@
+"""The whole system on this machine: storage, queues and index (moto), the functions
+behind their queues, and the API with the page; started and stopped as one."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+from infra.local.runner import QueuePoller
+from infra.local.server import LocalServer
+from infra.local.stack import LocalStack
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class EmbeddedSystem:
+    def __init__(self, workers: int = 2, http_port: int = 0, static_dir: Optional[Path] = None,
+                 visibility_timeout: int = 5):
+        self.stack = LocalStack(visibility_timeout=visibility_timeout)
+        self.workers = workers
+        self.http_port = http_port
+        self.static_dir = static_dir
+        self.pollers: List[QueuePoller] = []
+        self.server: Optional[LocalServer] = None
+        self._tmp = None
+
+    # The handlers are imported only once the environment points at the stack, as
+    # Lambda imports them only in a configured environment.
+    def start(self, ingest_handler=None) -> "EmbeddedSystem":
+        self.stack.start()
+        self.stack.export_environment()
+        from functions import ingest
+        from static_site.build import build
+
+        ingest.reset_services()
+        d = self.stack.definition
+        sqs = self.stack.client("sqs")
+        q = d["ingest_queue"]
+        self.pollers = [
+            QueuePoller(sqs, self.stack.queue_url, ingest_handler or ingest.handler, "ingest",
+                        workers=self.workers, batch_size=d["ingest_function"]["batch_size"],
+                        timeout_seconds=d["ingest_function"]["timeout_seconds"], region=self.stack.region).start(),
+            QueuePoller(sqs, self.stack.dlq_url, ingest.dlq_handler, "ingest-dlq", workers=1,
+                        region=self.stack.region).start(),
+        ]
+        if self.static_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="goodman-live-site-")
+            self.static_dir = Path(self._tmp.name)
+        build(self.static_dir)
+        self.server = LocalServer(self.static_dir, port=self.http_port).start()
+        return self
+
+    def stop(self) -> None:
+        for p in self.pollers:
+            p.stop()
+        if self.server:
+            self.server.stop()
+        self.stack.stop()
+        if self._tmp:
+            self._tmp.cleanup()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def raw_bucket(self) -> str:
+        return self.stack.definition["raw_bucket"]["name"]
+
+    @property
+    def raw_prefix(self) -> str:
+        return self.stack.definition["raw_bucket"]["prefix"]
+
+    def idle(self) -> bool:
+        return all(p.idle() for p in self.pollers)
+
+    def sync_agent_command(self, watch_dir: Path, state_dir: Path, *extra: str) -> List[str]:
+        return [sys.executable, "-m", "sync_agent", "--watch", str(watch_dir), "--bucket", self.raw_bucket,
+                "--endpoint-url", self.stack.endpoint_url, "--prefix", self.raw_prefix,
+                "--state-dir", str(state_dir), *extra]
+
+    def start_sync_agent(self, watch_dir: Path, state_dir: Path, *extra: str, **popen) -> subprocess.Popen:
+        """The sync agent as operators run it: its own process, its CLI, the AWS credential chain."""
+        env = {**os.environ, **self.stack.environment()}
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        return subprocess.Popen(self.sync_agent_command(watch_dir, state_dir, *extra), cwd=str(ROOT), env=env, **popen)
+
+
+def quiet_logging(level=logging.WARNING) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for name in ("botocore", "boto3", "urllib3", "werkzeug"):
+        logging.getLogger(name).setLevel(logging.WARNING)

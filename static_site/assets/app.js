@@ -1,0 +1,162 @@
+// Goodman Live page: lists a night's files and keeps the list current by polling the
+// API's change cursor (cheap: one indexed query that usually returns nothing).
+(function () {
+  "use strict";
+  const body = document.body;
+  const API = body.dataset.apiBase || "";
+  const POLL_MS = parseInt(body.dataset.pollMs, 10) || 1500;
+  const nightSelect = document.getElementById("night-select");
+  const typeFilter = document.getElementById("type-filter");
+  const table = document.getElementById("files");
+  const tbody = table.querySelector("tbody");
+  const empty = document.getElementById("empty");
+  const counts = document.getElementById("counts");
+  const banner = document.getElementById("banner");
+  const live = document.getElementById("live");
+
+  let night = null;
+  let cursor = "";
+  let files = new Map();          // file_id -> file as the API serves it
+  let lastOk = 0;
+  let generation = 0;             // bumps when the night changes, so late answers are dropped
+
+  async function api(path) {
+    const res = await fetch(API + path, { headers: { "Accept": "application/json" } });
+    if (!res.ok) {
+      let msg = res.status + " " + res.statusText;
+      try { const j = await res.json(); msg = j.Message || j.message || msg; } catch (e) { /* not JSON */ }
+      throw new Error(msg);
+    }
+    return res.json();
+  }
+
+  function text(tag, value, cls) {
+    const el = document.createElement(tag);
+    el.textContent = value == null ? "" : String(value);
+    if (cls) el.className = cls;
+    return el;
+  }
+
+  function row(f) {
+    const tr = document.createElement("tr");
+    tr.dataset.fileId = f.file_id;
+    tr.dataset.status = f.status;
+    tr.appendChild(text("td", f.file_name, "name"));
+    tr.appendChild(text("td", f.obstype || "", "obstype"));
+    tr.appendChild(text("td", f.object || ""));
+    tr.appendChild(text("td", f.exptime == null ? "" : f.exptime));
+    tr.appendChild(text("td", f.configuration || "", "config"));
+    const st = document.createElement("td");
+    st.appendChild(text("span", f.status, "status status-" + f.status));
+    tr.appendChild(st);
+    const details = document.createElement("td");
+    if (f.error) details.appendChild(text("div", f.error, "error"));
+    (f.notes || []).forEach(function (n) { details.appendChild(text("div", n, "note")); });
+    (f.products || []).forEach(function (p) {
+      const a = text("a", p.kind, "product");
+      a.href = p.url; a.target = "_blank"; a.rel = "noopener"; a.title = p.file_name;
+      details.appendChild(a);
+      details.appendChild(document.createTextNode(" "));
+    });
+    tr.appendChild(details);
+    return tr;
+  }
+
+  function render(freshIds) {
+    const want = typeFilter.value;
+    const list = Array.from(files.values())
+      .filter(function (f) { return !want || f.obstype === want; })
+      .sort(function (a, b) { return a.file_name < b.file_name ? -1 : a.file_name > b.file_name ? 1 : 0; });
+    tbody.replaceChildren.apply(tbody, list.map(function (f) {
+      const tr = row(f);
+      if (freshIds && freshIds.has(f.file_id)) tr.classList.add("fresh");
+      return tr;
+    }));
+    table.hidden = list.length === 0;
+    empty.hidden = list.length !== 0;
+    const byStatus = {};
+    files.forEach(function (f) { byStatus[f.status] = (byStatus[f.status] || 0) + 1; });
+    counts.replaceChildren(text("span", files.size + " files"));
+    Object.keys(byStatus).sort().forEach(function (s) {
+      counts.appendChild(text("span", byStatus[s] + " " + s, "status-" + s));
+    });
+  }
+
+  function showError(err) {
+    banner.hidden = false;
+    banner.textContent = "Cannot reach the API: " + err.message + " — retrying.";
+    live.classList.add("stale");
+  }
+
+  function markOk() {
+    banner.hidden = true;
+    lastOk = Date.now();
+    live.classList.remove("stale");
+    live.textContent = "live · updated " + new Date(lastOk).toLocaleTimeString();
+  }
+
+  async function loadNights() {
+    const data = await api("/api/nights");
+    const current = nightSelect.value;
+    nightSelect.replaceChildren.apply(nightSelect, data.nights.map(function (n) {
+      const o = text("option", n.night + " (" + n.files + ")");
+      o.value = n.night;
+      return o;
+    }));
+    if (current && data.nights.some(function (n) { return n.night === current; })) {
+      nightSelect.value = current;
+    }
+    return data.nights;
+  }
+
+  async function loadNight(name) {
+    const gen = ++generation;
+    night = name;
+    files = new Map();
+    cursor = "";
+    let token = null;
+    const started = new Date(Date.now() - 10000).toISOString();
+    do {
+      const q = "/api/files?night=" + encodeURIComponent(name) + "&limit=200" + (token ? "&next=" + encodeURIComponent(token) : "");
+      const page = await api(q);
+      if (gen !== generation) return;
+      page.files.forEach(function (f) { files.set(f.file_id, f); });
+      token = page.next;
+    } while (token);
+    // Changes from a little before the listing began, so nothing written during it is missed.
+    cursor = started;
+    render();
+    markOk();
+  }
+
+  async function poll() {
+    try {
+      if (!night) {
+        const nights = await loadNights();
+        if (nights.length) await loadNight(nights[0].night);
+      } else {
+        const gen = generation;
+        const data = await api("/api/files?night=" + encodeURIComponent(night) + "&since=" + encodeURIComponent(cursor));
+        if (gen === generation) {
+          cursor = data.cursor || cursor;
+          const fresh = new Set();
+          data.files.forEach(function (f) {
+            const old = files.get(f.file_id);
+            if (!old || old.updated_at !== f.updated_at) fresh.add(f.file_id);
+            files.set(f.file_id, f);
+          });
+          if (fresh.size) render(fresh);
+        }
+        markOk();
+      }
+    } catch (err) {
+      showError(err);
+    }
+    setTimeout(poll, POLL_MS);
+  }
+
+  nightSelect.addEventListener("change", function () { loadNight(nightSelect.value).catch(showError); });
+  typeFilter.addEventListener("change", function () { render(); });
+  setInterval(function () { loadNights().catch(showError); }, 10000);
+  poll();
+})();
