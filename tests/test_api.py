@@ -1,0 +1,86 @@
+"""The API's listing, paging, filtering and change feed, over HTTP."""
+import uuid
+
+import pytest
+
+from functions.api.chalicelib.index import file_id_for
+from tests.conftest import real_fits
+
+
+@pytest.fixture(scope="module")
+def night_of_seven(system, s3, api):
+    """Seven frames (4 comps, 3 flats) on a night of their own."""
+    night = "2029-0%d-1%d" % (uuid.uuid4().int % 9 + 1, uuid.uuid4().int % 9)
+    ids = []
+    for i in range(7):
+        body = real_fits("goodman_red_comp.fits" if i % 2 == 0 else "goodman_blue_flat.fits")
+        key = f"{system.raw_prefix}{night}/{i + 1:04d}_frame.fits"
+        s3.put_object(Bucket=system.raw_bucket, Key=key, Body=body)
+        ids.append(file_id_for(system.raw_bucket, key))
+    for fid in ids:
+        api.wait_for(fid)
+    return night, ids
+
+
+def test_nights_are_listed_newest_first_with_counts(api, night_of_seven):
+    night, ids = night_of_seven
+    nights = api.json("/api/nights")["nights"]
+    names = [n["night"] for n in nights]
+    assert names == sorted(names, reverse=True)
+    assert {"night": night, "files": 7}.items() <= next(n for n in nights if n["night"] == night).items()
+
+
+def test_pages_cover_the_night_once_in_observation_order(api, night_of_seven):
+    night, ids = night_of_seven
+    seen, token, pages = [], None, 0
+    while True:
+        params = {"night": night, "limit": 3}
+        if token:
+            params["next"] = token
+        page = api.json("/api/files", **params)
+        assert len(page["files"]) <= 3
+        seen += [f["file_name"] for f in page["files"]]
+        pages += 1
+        token = page["next"]
+        if not token:
+            break
+    assert seen == [f"{i:04d}_frame.fits" for i in range(1, 8)]
+    assert pages >= 3
+
+
+def test_filter_by_type(api, night_of_seven):
+    night, _ = night_of_seven
+    flats = api.json("/api/files", night=night, type="FLAT")["files"]
+    comps = api.json("/api/files", night=night, type="comp")["files"]
+    assert len(flats) == 3 and {f["obstype"] for f in flats} == {"FLAT"}
+    assert len(comps) == 4 and {f["obstype"] for f in comps} == {"COMP"}
+
+
+def test_change_feed_returns_what_changed_after_the_cursor(api, s3, system, night_of_seven):
+    night, ids = night_of_seven
+    everything = api.json("/api/files", night=night, since="")
+    assert {f["file_id"] for f in everything["files"]} == set(ids)
+    newest = max(f["updated_at"] for f in everything["files"])
+    after = api.json("/api/files", night=night, since=newest + "#~")
+    assert after["files"] == [] and after["cursor"] >= newest
+    key = f"{system.raw_prefix}{night}/0008_frame.fits"
+    s3.put_object(Bucket=system.raw_bucket, Key=key, Body=real_fits("goodman_blue_flat.fits"))
+    api.wait_for(file_id_for(system.raw_bucket, key))
+    later = api.json("/api/files", night=night, since=after["cursor"])
+    assert "0008_frame.fits" in [f["file_name"] for f in later["files"]]
+
+
+@pytest.mark.parametrize("params, status, text", [
+    ({}, 400, "night"),
+    ({"night": "2024-01-01", "limit": "0"}, 400, "limit"),
+    ({"night": "2024-01-01", "limit": "x"}, 400, "limit"),
+    ({"night": "2024-01-01", "next": "%%%"}, 400, "token"),
+])
+def test_bad_requests_are_explained(api, params, status, text):
+    resp = api.get("/api/files", **params)
+    assert resp.status_code == status and text in resp.text
+
+
+def test_unknown_file_is_404(api):
+    resp = api.get("/api/files/0000000000000000")
+    assert resp.status_code == 404 and "no file" in resp.text
