@@ -11,12 +11,24 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 import threading
 import time
 from pathlib import Path
 
 from infra.local.system import ROOT, EmbeddedSystem, quiet_logging
+
+
+def _free_port(preferred: int) -> int:
+    """The preferred port if it is free, else any free one (0), said aloud."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            print(f"port {preferred} is busy; using another one", flush=True)
+            return 0
 
 
 def _wait_forever(message: str) -> None:
@@ -37,7 +49,7 @@ def cmd_replay(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    with EmbeddedSystem(workers=args.workers, http_port=args.port) as system:
+    with EmbeddedSystem(workers=args.workers, http_port=_free_port(args.port)) as system:
         env = system.stack.environment()
         _wait_forever(f"Goodman Live on {system.url}\n  S3/SQS/DynamoDB endpoint: {env['AWS_ENDPOINT_URL']}\n"
                       f"  upload with: AWS_ACCESS_KEY_ID={env['AWS_ACCESS_KEY_ID']} "
@@ -57,7 +69,7 @@ def cmd_demo(args) -> int:
         import shutil
         shutil.rmtree(work)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    with EmbeddedSystem(workers=args.workers, http_port=args.port) as system:
+    with EmbeddedSystem(workers=args.workers, http_port=_free_port(args.port)) as system:
         agent = system.start_sync_agent(raw_dir, state_dir)
         print(f"\n  Goodman Live is running: open {system.url}\n"
               f"  The simulated night {args.night} is being observed into {raw_dir}\n"
