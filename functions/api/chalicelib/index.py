@@ -84,8 +84,12 @@ def _decode(raw: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def public_view(item: Dict[str, Any]) -> Dict[str, Any]:
-    """The item as the API serves it: without the table's key attributes."""
-    return {k: v for k, v in item.items() if k not in _KEY_ATTRS}
+    """The item as the API serves it: without the table's key attributes, and with
+    `error` and `products` always present (null / empty) so clients need not guess."""
+    view = {k: v for k, v in item.items() if k not in _KEY_ATTRS}
+    view.setdefault("error", None)
+    view.setdefault("products", [])
+    return view
 
 
 def encode_token(last_key: Optional[Dict[str, Any]]) -> Optional[str]:
@@ -170,7 +174,7 @@ class FileIndex:
             ScanIndexForward=False,
             Limit=limit,
         )
-        return [public_view(_decode(i)) for i in resp.get("Items", [])]
+        return [{k: v for k, v in _decode(i).items() if k not in _KEY_ATTRS} for i in resp.get("Items", [])]
 
     def list_files(self, night: str, obstype: Optional[str] = None, limit: int = 100,
                    token: Optional[str] = None) -> Tuple[List[Dict[str, Any]], Optional[str]]:
