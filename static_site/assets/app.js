@@ -77,6 +77,8 @@
     const byStatus = {};
     files.forEach(function (f) { byStatus[f.status] = (byStatus[f.status] || 0) + 1; });
     counts.replaceChildren(text("span", files.size + " files"));
+    const option = Array.from(nightSelect.options).find(function (o) { return o.value === night; });
+    if (option) option.textContent = night + " (" + files.size + ")";
     Object.keys(byStatus).sort().forEach(function (s) {
       counts.appendChild(text("span", byStatus[s] + " " + s, "status-" + s));
     });
