@@ -67,3 +67,13 @@ def sqs(system):
 
 def real_fits(name: str) -> bytes:
     return (FIXTURES / "real" / name).read_bytes()
+
+
+@pytest.fixture(scope="session")
+def sim_night(tmp_path_factory):
+    """The simulator's default 25-frame night (10 bias, 10 flats, 2 lamps, 3 science)."""
+    from infra.simulator import make_night, write_night
+
+    out = tmp_path_factory.mktemp("sim_night")
+    write_night(out, make_night(seed=1))
+    return out

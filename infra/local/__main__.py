@@ -60,7 +60,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from infra.simulator.demo import stream_night
+    from infra.local.observe import observe
 
     work = Path(args.workdir).resolve()
     raw_dir = work / "mountain" / args.night
@@ -75,7 +75,7 @@ def cmd_demo(args) -> int:
               f"  The simulated night {args.night} is being observed into {raw_dir}\n"
               f"  (one frame every {args.cadence:g} s); the sync agent uploads each file as it closes.\n"
               f"  Ctrl-C to stop.\n", flush=True)
-        observer = threading.Thread(target=stream_night, daemon=True, kwargs=dict(
+        observer = threading.Thread(target=observe, daemon=True, kwargs=dict(
             out_dir=raw_dir, seed=args.seed, night=args.night, cadence=args.cadence))
         observer.start()
         try:
