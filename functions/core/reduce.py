@@ -1,0 +1,271 @@
+"""The reduction of one raw spectroscopic frame, as data: which steps, in which order, and why not.
+
+`STEPS` says what runs for each OBSTYPE; `reduce_frame` runs them with the calibrations
+it is given and reports every step it ran or skipped (with the reason), so the live
+page can say "not flat-fielded: no master flat for this configuration" instead of
+silently producing something different.
+
+File-name prefixes follow goodman-pipeline (images/image_processor.py), built from the
+inside out: 'o' overscan (only written when no bias was subtracted: goodman applies the
+overscan only with --ignore-bias; we always subtract it, see masters.py), 't' trim, or
+'st' trim + slit trim, then 'z' bias, 'f' flat, 'c' cosmic rays. As in goodman,
+comparison lamps get the 'c' although they are not cleaned (lines would be taken for
+cosmic rays), so a fully reduced lamp is 'cfzst_' like a science frame.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+from astropy.io import fits
+
+from . import ccd
+from .ccd import Frame
+from .cosmics import reject_cosmic_rays
+from .flats import METHODS as FLAT_METHODS
+from .regions import CAMERAS, overscan_section, parse_section, trim_section
+
+
+class UnsupportedFrame(ValueError):
+    """This frame cannot be reduced by this core (imaging, unknown camera, odd shape)."""
+
+
+COSMIC_METHODS = ("dcr", "lacosmic", "none", "default")
+
+STEPS: Dict[str, Tuple[str, ...]] = {
+    "BIAS": ("overscan", "trim"),
+    "FLAT": ("overscan", "trim", "bias"),
+    "COMP": ("overscan", "trim", "slit", "bias", "flat"),
+    "OBJECT": ("overscan", "trim", "slit", "bias", "flat", "cosmic"),
+}
+#: Goodman also calls these OBSTYPEs: same steps.
+ALIASES = {"ARC": "COMP", "SPECTRUM": "OBJECT", "LAMPFLAT": "FLAT"}
+
+
+@dataclass(frozen=True)
+class ReductionSettings:
+    """The reduction settings (names and defaults as in the paper / goodman's redccd)."""
+
+    ignore_bias: bool = False
+    ignore_flats: bool = False
+    cosmic_ray_rejection: str = "lacosmic"
+    flat_normalization: str = "simple"
+    flat_normalization_order: int = 15
+    saturation_threshold: float = 1  # percent of pixels
+    min_bias_files: int = 10
+    min_flat_files: int = 10
+    cosmic_niter: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "ReductionSettings":
+        """Build from a plain dict (e.g. JSON), rejecting unknown names and bad values."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {unknown}: known are {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def _validate(s: ReductionSettings) -> None:
+    for name in ("ignore_bias", "ignore_flats"):
+        if not isinstance(getattr(s, name), bool):
+            raise ValueError(f"{name} must be true or false, got {getattr(s, name)!r}")
+    if s.cosmic_ray_rejection not in COSMIC_METHODS:
+        raise ValueError(f"cosmic_ray_rejection must be one of {COSMIC_METHODS}, got {s.cosmic_ray_rejection!r}")
+    if s.flat_normalization not in FLAT_METHODS:
+        raise ValueError(f"flat_normalization must be one of {FLAT_METHODS}, got {s.flat_normalization!r}")
+    order = s.flat_normalization_order
+    if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= 50:
+        raise ValueError(f"flat_normalization_order must be an integer 1..50, got {order!r}")
+    sat = s.saturation_threshold
+    if isinstance(sat, bool) or not isinstance(sat, (int, float)) or not 0 <= sat <= 100:
+        raise ValueError(f"saturation_threshold is a percentage of pixels 0..100, got {sat!r}")
+    for name in ("min_bias_files", "min_flat_files"):
+        v = getattr(s, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    n = s.cosmic_niter
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 10):
+        raise ValueError(f"cosmic_niter must be null or an integer 1..10, got {n!r}")
+
+
+@dataclass
+class Calibrations:
+    """Masters for this frame's configuration (trimmed geometry) and the slit section."""
+
+    master_bias: Optional[Frame] = None
+    master_bias_name: Optional[str] = None
+    master_flat: Optional[Frame] = None
+    master_flat_name: Optional[str] = None
+    slit_section: Optional[str] = None
+
+
+def _is_imaging(header: fits.Header) -> bool:
+    wavmode = str(header.get("WAVMODE", "")).strip().upper()
+    roi = str(header.get("ROI", "")).strip().upper()
+    return wavmode == "IMAGING" or "IMAGING" in roi
+
+
+def _prefix(ran: set) -> str:
+    p = "o" if ("overscan" in ran and "bias" not in ran) else ""
+    if "trim" in ran:
+        p = ("st" if "slit" in ran else "t") + p
+    for step, letter in (("bias", "z"), ("flat", "f"), ("cosmic", "c")):
+        if step in ran:
+            p = letter + p
+    return p + "_"
+
+
+def reduce_frame(data: np.ndarray, header: fits.Header, obstype: str, camera: str, binning: Tuple[int, int],
+                 calibrations: Calibrations, settings: ReductionSettings) -> Tuple[Frame, Dict[str, Any]]:
+    """Reduce one raw frame; return (reduced Frame, report).
+
+    The report holds: obstype, steps_run (in order), steps_skipped {step: reason},
+    prefix, overscan_region, trim_section, slit_trim_section, saturated_fraction,
+    saturated (fraction above settings.saturation_threshold percent), cosmic
+    (description or None), cosmic_pixels, timings {step: seconds of CPU} and wall_seconds.
+    Raises UnsupportedFrame for imaging, unknown cameras or obstypes, and shapes the
+    regions do not fit.
+    """
+    t_start = time.perf_counter()
+    kind = ALIASES.get(str(obstype).strip().upper(), str(obstype).strip().upper())
+    cam = str(camera).strip().upper()
+    if kind not in STEPS:
+        raise UnsupportedFrame(f"OBSTYPE {obstype!r} is not reduced (known: {sorted(STEPS)})")
+    if cam not in CAMERAS:
+        raise UnsupportedFrame(f"camera {camera!r} is not supported (known: {CAMERAS})")
+    if _is_imaging(header):
+        raise UnsupportedFrame("imaging data: this core reduces spectroscopy only")
+    arr = np.asarray(data)
+    if arr.ndim != 2:
+        raise UnsupportedFrame(f"expected a 2-D image, got shape {arr.shape}")
+    try:
+        over = overscan_section(cam, binning, arr.shape)
+        trimsec = trim_section(cam, binning, arr.shape)
+    except ValueError as exc:
+        raise UnsupportedFrame(f"{cam} {binning[0]}x{binning[1]} regions do not fit shape {arr.shape}: {exc}") from exc
+
+    report: Dict[str, Any] = {
+        "obstype": kind, "steps_run": [], "steps_skipped": {}, "prefix": None,
+        "overscan_region": over, "trim_section": trimsec, "slit_trim_section": None,
+        "saturated_fraction": None, "saturated": None, "cosmic": None, "cosmic_pixels": 0,
+        "timings": {},
+    }
+    timings = report["timings"]
+
+    def timed(name, fn, *args, **kwargs):
+        t = time.process_time()
+        out = fn(*args, **kwargs)
+        timings[name] = round(time.process_time() - t, 4)
+        return out
+
+    def ran(step: str) -> None:
+        report["steps_run"].append(step)
+
+    def skip(step: str, reason: str) -> None:
+        report["steps_skipped"][step] = reason
+
+    frame = timed("read", ccd.frame_from_raw, arr, header)
+    frame, fraction = timed("saturation", ccd.flag_saturation, frame, ccd.saturation_threshold(header))
+    report["saturated_fraction"] = fraction
+    report["saturated"] = fraction * 100.0 >= float(settings.saturation_threshold)
+
+    steps = STEPS[kind]
+    bias = calibrations.master_bias
+    flat = calibrations.master_flat
+    slit = calibrations.slit_section
+
+    for step in steps:
+        if step == "overscan":
+            frame = timed(step, ccd.subtract_overscan, frame, over)
+            ran(step)
+        elif step == "trim":
+            frame = timed(step, ccd.trim, frame, trimsec, "GSP_TRIM")
+            ran(step)
+        elif step == "slit":
+            if settings.ignore_flats:
+                skip(step, "ignore_flats setting: the slit is found on the master flat")
+            elif not slit:
+                skip(step, "no slit trim section (no master flat for this configuration)")
+            else:
+                try:
+                    rows, cols = parse_section(slit)
+                    if frame.data[rows, cols].size == 0:
+                        raise ValueError("empty")
+                except ValueError:
+                    skip(step, f"slit section {slit} does not fit the trimmed shape {frame.data.shape}")
+                else:
+                    frame = timed(step, ccd.trim, frame, slit, "GSP_SLIT")
+                    report["slit_trim_section"] = slit
+                    ran(step)
+        elif step == "bias":
+            if settings.ignore_bias:
+                skip(step, "ignore_bias setting")
+                continue
+            if bias is None:
+                skip(step, "no master bias for this configuration")
+                continue
+            mb = bias
+            if "slit" in report["steps_run"]:
+                mb = ccd.trim(bias, slit, "GSP_SLIT")
+            if mb.data.shape != frame.data.shape:
+                skip(step, f"master bias shape {mb.data.shape} does not match the frame's {frame.data.shape}")
+                continue
+            frame = timed(step, ccd.subtract_bias, frame, mb, calibrations.master_bias_name or "master_bias")
+            ran(step)
+        elif step == "flat":
+            if settings.ignore_flats:
+                skip(step, "ignore_flats setting")
+                continue
+            if flat is None:
+                skip(step, "no master flat for this configuration")
+                continue
+            mf = flat
+            if "slit" in report["steps_run"]:
+                mf = ccd.trim(flat, slit, "GSP_SLIT")
+            if mf.data.shape != frame.data.shape:
+                skip(step, f"master flat shape {mf.data.shape} does not match the frame's {frame.data.shape}")
+                continue
+            frame = timed(step, ccd.divide_flat, frame, mf, calibrations.master_flat_name or "master_flat")
+            ran(step)
+        elif step == "cosmic":
+            method = settings.cosmic_ray_rejection
+            if method == "none":
+                skip(step, "cosmic_ray_rejection setting is 'none'")
+                continue
+            try:
+                gain = float(header["GAIN"])
+                rdnoise = float(header["RDNOISE"])
+            except (KeyError, TypeError, ValueError):
+                skip(step, "header has no usable GAIN/RDNOISE")
+                continue
+            if "bias" not in report["steps_run"]:
+                # still fine after the overscan: the bias structure left is a few ADU
+                report.setdefault("notes", []).append("cosmic rays found on data without master bias subtraction")
+            clean, crmask, desc = timed(step, reject_cosmic_rays, frame.data, gain, rdnoise, method,
+                                        settings.cosmic_niter, frame.mask, cam, int(binning[0]))
+            mask = crmask if frame.mask is None else (frame.mask | crmask)
+            new = Frame(clean, frame.header.copy(), mask)
+            new.header["GSP_COSM"] = (desc.split(" ")[0] if desc != "none" else "none",
+                                      "Cosmic ray rejection method")
+            frame = new
+            report["cosmic"] = desc
+            report["cosmic_pixels"] = int(np.count_nonzero(crmask))
+            ran(step)
+
+    done = set(report["steps_run"])
+    if kind == "COMP" and settings.cosmic_ray_rejection != "none":
+        # goodman-pipeline's convention: lamps are never cleaned, yet named 'c...'
+        skip("cosmic", "comparison lamps are not cleaned of cosmic rays (goodman-pipeline adds the 'c' prefix anyway)")
+        done = done | {"cosmic"}
+    report["prefix"] = _prefix(done)
+    report["wall_seconds"] = round(time.perf_counter() - t_start, 4)
+    return frame, report
