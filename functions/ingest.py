@@ -10,17 +10,23 @@ file's item as `retrying`, and the queue retries it, then dead-letters it.
 """
 from __future__ import annotations
 
+import json
 import logging
 import posixpath
 import re
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
+from functions import reduction
 from functions.api.chalicelib.index import (
-    FINAL_STATUSES, STATUS_FAILED, STATUS_INDEXED, STATUS_RETRYING, FileIndex, file_id_for,
+    FINAL_STATUSES, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCING, STATUS_RETRYING, STATUS_UNSUPPORTED, FileIndex,
+    file_id_for,
 )
 from functions.api.chalicelib.settings import Settings
+from functions.core.calibrations import REDUCED_TYPES, bias_group, flat_group, reason_not_reducible
 from functions.core.classify import classify
+from functions.core.reduce import ReductionSettings
+from functions.reduction import ReductionConfig
 from functions.core.fitsheader import HEADER_PROBE_BYTES, BadFrame, NeedMoreBytes, check_complete, parse_primary_header
 from functions.s3events import BadMessage, Ignored, ObjectCreated, parse_body
 
@@ -30,14 +36,19 @@ _NIGHT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 @dataclass
 class Services:
-    """What the ingest needs from the outside world, created once per warm worker."""
+    """What the functions need from the outside world, created once per warm worker."""
     settings: Settings
     s3: Any
+    sqs: Any
     index: FileIndex
+    reduction: ReductionConfig
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Services":
-        return cls(settings, settings.client("s3"), FileIndex(settings.client("dynamodb"), settings.index_table))
+        config = ReductionConfig(ReductionSettings.from_dict(json.loads(settings.reduction_overrides)),
+                                 window_days=settings.calibration_window_days)
+        return cls(settings, settings.client("s3"), settings.client("sqs"),
+                   FileIndex(settings.client("dynamodb"), settings.index_table), config)
 
 
 _services: Optional[Services] = None
@@ -70,6 +81,15 @@ def handler(event: Dict[str, Any], context: Any = None) -> Dict[str, Any]:
 
 
 def handle_message(body: Any, services: Services, attempt: int = 1) -> None:
+    task = _task(body)
+    if task is not None:
+        try:
+            reduction.handle_task(task, services, services.reduction)
+        except Exception as exc:
+            if task.get("file_id"):
+                _note_task_error(task["file_id"], services, f"attempt {attempt} failed: {type(exc).__name__}: {exc}")
+            raise
+        return
     try:
         events = parse_body(body)
     except BadMessage as exc:
@@ -85,6 +105,18 @@ def handle_message(body: Any, services: Services, attempt: int = 1) -> None:
         except Exception as exc:
             note_retry(event, services, f"attempt {attempt} failed: {type(exc).__name__}: {exc}")
             raise
+
+
+def _task(body: Any) -> Optional[Dict[str, Any]]:
+    """A work item the functions sent themselves, or None for anything else."""
+    if isinstance(body, str) and reduction.TASK_KEY in body:
+        try:
+            body = json.loads(body)
+        except json.JSONDecodeError:
+            return None
+    if isinstance(body, dict) and isinstance(body.get(reduction.TASK_KEY), dict):
+        return body[reduction.TASK_KEY]
+    return None
 
 
 def split_key(key: str, prefix: str) -> Tuple[Optional[str], str]:
@@ -139,6 +171,7 @@ def ingest_object(event: ObjectCreated, services: Services) -> Dict[str, Any]:
     existing = index.get_file(fields["file_id"])
     if existing and existing.get("status") in FINAL_STATUSES and event.etag and existing.get("etag") == event.etag:
         log.info("already indexed: %s (%s)", event.key, existing["status"])
+        reduction.after_index(existing, services, services.reduction)  # idempotent: finishes what a crash left
         return existing
     try:
         data, total, etag = read_head(services.s3, event.bucket, event.key)
@@ -161,9 +194,15 @@ def ingest_object(event: ObjectCreated, services: Services) -> Dict[str, Any]:
         info["notes"].append(f"key not under {settings.raw_prefix}<night>/: night taken from DATE-OBS")
     fields.update(info)
     fields["products"] = [write_header_product(services, fields, header)]
-    fields.update(status=STATUS_INDEXED, error=None)
+    why_not = reason_not_reducible(info)
+    if why_not:
+        fields.update(status=STATUS_UNSUPPORTED, error=why_not)
+    else:
+        fields.update(status=STATUS_REDUCING if info["obstype"] in REDUCED_TYPES else STATUS_INDEXED, error=None,
+                      bias_group=bias_group(info), flat_group=flat_group(info))
     index.record_file(fields)
     log.info("indexed %s as %s %s", event.key, info["obstype"], info["configuration"])
+    reduction.after_index(fields, services, services.reduction)
     return fields
 
 
@@ -211,8 +250,24 @@ def dlq_handler(event: Dict[str, Any], context: Any = None) -> Dict[str, Any]:
     return {"batchItemFailures": failures}
 
 
+def _note_task_error(file_id: str, services: Services, error: str) -> None:
+    try:
+        services.index.update_file(file_id, {"status": STATUS_RETRYING, "error": error})
+    except Exception:
+        log.exception("could not record the failure of a task on %s", file_id)
+
+
 def dead_lettered(body: Any, services: Services, receive_count: int) -> None:
     """A message the queue gave up on: its files end `failed`, with the last error."""
+    task = _task(body)
+    if task is not None:
+        log.error("task gave up after %d deliveries: %s", receive_count, task)
+        existing = services.index.get_file(task["file_id"]) if task.get("file_id") else None
+        if existing and existing.get("status") not in FINAL_STATUSES:
+            services.index.update_file(task["file_id"], {
+                "status": STATUS_FAILED,
+                "error": f"gave up after {receive_count} deliveries; last error: {existing.get('error')}"})
+        return
     for event in parse_body(body):
         if isinstance(event, Ignored):
             continue

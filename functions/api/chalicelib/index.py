@@ -6,6 +6,9 @@ One table, keyed so that every request path is a GetItem or a Query:
               by_night_type  (type_pk=NIGHT#<night>#<OBSTYPE>, night_sk)          filter by type
               by_update      (night_pk, updated_sk=<updated_at>#<file_id>)       live changes
   night item  pk=NIGHTS      sk=<night>   (files = number of distinct raw files)
+  master      pk=MASTER#<kind>#<group>  sk=<night>#<count>#<members hash>
+              one item per master calibration version; the conditional put that
+              creates it elects the one worker that builds it
 The file id is derived from the storage location, so an event delivered twice, or
 two workers racing on it, land on the same item.
 """
@@ -22,12 +25,18 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 # Statuses a raw file can be in. A file in a FINAL status needs no further work until
-# something new happens to it (a new upload, a re-reduction request).
+# something new happens to it (a new upload, a calibration it waited for, a
+# re-reduction request).
 STATUS_RECEIVED = "received"
 STATUS_RETRYING = "retrying"
-STATUS_INDEXED = "indexed"
+STATUS_REDUCING = "reducing"        # indexed; its reduction is pending or running
+STATUS_INDEXED = "indexed"          # indexed; nothing more to do for it alone (bias, flat)
+STATUS_REDUCED = "reduced"
+STATUS_UNSUPPORTED = "unsupported"  # a valid frame the reduction cannot handle; `error` says why
 STATUS_FAILED = "failed"
-FINAL_STATUSES = frozenset({STATUS_INDEXED, STATUS_FAILED})
+FINAL_STATUSES = frozenset({STATUS_INDEXED, STATUS_REDUCED, STATUS_UNSUPPORTED, STATUS_FAILED})
+MASTER_BUILDING = "building"
+MASTER_READY = "ready"
 
 NIGHTS_PK = "NIGHTS"
 FILE_SK = "FILE"
@@ -159,6 +168,79 @@ class FileIndex:
         self._db.put_item(TableName=self._table, Item=_encode(item))
         return False
 
+    def update_file(self, file_id: str, fields: Dict[str, Any]) -> None:
+        """Change some fields of an existing file item (and move it in the change feed)."""
+        now = utcnow()
+        fields = {**fields, "updated_at": now, "updated_sk": f"{now}#{file_id}"}
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        values = {f":v{i}": v for i, v in enumerate(fields.values())}
+        sets = [f"#f{i} = :v{i}" for i in range(len(fields)) if values[f":v{i}"] is not None]
+        removes = [f"#f{i}" for i in range(len(fields)) if values[f":v{i}"] is None]
+        expr = ("SET " + ", ".join(sets)) + (" REMOVE " + ", ".join(removes) if removes else "")
+        self._db.update_item(
+            TableName=self._table, Key=_encode({"pk": f"FILE#{file_id}", "sk": FILE_SK}),
+            UpdateExpression=expr, ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_encode({k: v for k, v in values.items() if v is not None}))
+
+    # ---- master calibrations --------------------------------------------------
+    def claim_master(self, kind: str, group: str, night: str, count: int, members_hash: str,
+                     lease_seconds: int = 120, fields: Optional[Dict[str, Any]] = None) -> bool:
+        """Try to become the builder of one master version; False if it exists or is
+        being built by a live builder (a builder that died loses its claim after the lease)."""
+        now = datetime.now(timezone.utc)
+        item = {"pk": f"MASTER#{kind}#{group}", "sk": f"{night}#{count:04d}#{members_hash}", "kind": kind,
+                "group": group, "night": night, "count": count, "status": MASTER_BUILDING,
+                "lease_until": (now + timedelta(seconds=lease_seconds)).isoformat(), **(fields or {})}
+        try:
+            self._db.put_item(
+                TableName=self._table, Item=_encode(item),
+                ConditionExpression="attribute_not_exists(pk) OR (#s = :building AND lease_until < :now)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=_encode({":building": MASTER_BUILDING, ":now": now.isoformat()}))
+            return True
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+
+    def finish_master(self, kind: str, group: str, night: str, count: int, members_hash: str,
+                      fields: Dict[str, Any]) -> None:
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        values = {f":v{i}": v for i, v in enumerate(fields.values())}
+        self._db.update_item(
+            TableName=self._table, Key=_encode({"pk": f"MASTER#{kind}#{group}", "sk": f"{night}#{count:04d}#{members_hash}"}),
+            UpdateExpression="SET #s = :ready, " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+            ExpressionAttributeNames={"#s": "status", **names},
+            ExpressionAttributeValues=_encode({":ready": MASTER_READY, **values}))
+
+    def release_master(self, kind: str, group: str, night: str, count: int, members_hash: str) -> None:
+        """Give up a claim (the build failed) so a retry can take it at once."""
+        self._db.delete_item(
+            TableName=self._table, Key=_encode({"pk": f"MASTER#{kind}#{group}", "sk": f"{night}#{count:04d}#{members_hash}"}),
+            ConditionExpression="#s = :building", ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_encode({":building": MASTER_BUILDING}))
+
+    def get_master(self, kind: str, group: str, night: str, count: int, members_hash: str) -> Optional[Dict[str, Any]]:
+        raw = self._db.get_item(
+            TableName=self._table, ConsistentRead=True,
+            Key=_encode({"pk": f"MASTER#{kind}#{group}", "sk": f"{night}#{count:04d}#{members_hash}"})).get("Item")
+        return _decode(raw) if raw else None
+
+    def masters(self, kind: str, group: str, first_night: str, last_night: str) -> List[Dict[str, Any]]:
+        """Ready master versions of a group made on nights first..last, newest night and
+        most frames first: one Query, whatever the size of the archive."""
+        items: List[Dict[str, Any]] = []
+        kwargs = dict(TableName=self._table, ScanIndexForward=False,
+                      KeyConditionExpression="pk = :pk AND sk BETWEEN :a AND :b",
+                      FilterExpression="#s = :ready", ExpressionAttributeNames={"#s": "status"},
+                      ExpressionAttributeValues=_encode({":pk": f"MASTER#{kind}#{group}", ":a": first_night,
+                                                         ":b": last_night + "#~", ":ready": MASTER_READY}))
+        while True:
+            resp = self._db.query(**kwargs)
+            items += [_decode(i) for i in resp.get("Items", [])]
+            if not resp.get("LastEvaluatedKey"):
+                return items
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
     # ---- reads --------------------------------------------------------------
     def get_file(self, file_id: str) -> Optional[Dict[str, Any]]:
         raw = self._db.get_item(
@@ -210,11 +292,12 @@ class FileIndex:
         return [public_view(i) for i in items], cursor
 
 
-def iter_all_files(index: FileIndex, night: str, page_size: int = 100) -> Iterable[Dict[str, Any]]:
-    """Every file of a night, page by page (for tools, not request paths)."""
+def iter_all_files(index: FileIndex, night: str, obstype: Optional[str] = None,
+                   page_size: int = 200) -> Iterable[Dict[str, Any]]:
+    """Every file of a night (of one type), page by page."""
     token = None
     while True:
-        files, token = index.list_files(night, limit=page_size, token=token)
+        files, token = index.list_files(night, obstype, limit=page_size, token=token)
         yield from files
         if not token:
             return

@@ -18,6 +18,9 @@ class Settings:
     endpoint_url: Optional[str] = None
     url_expiry_seconds: int = 3600
     max_receive_count: int = 3
+    work_queue_url: Optional[str] = None
+    calibration_window_days: int = 7
+    reduction_overrides: str = "{}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -33,6 +36,9 @@ class Settings:
             endpoint_url=environ.get("AWS_ENDPOINT_URL") or None,
             url_expiry_seconds=int(environ.get("URL_EXPIRY_SECONDS", "3600")),
             max_receive_count=int(environ.get("MAX_RECEIVE_COUNT", "3")),
+            work_queue_url=environ.get("WORK_QUEUE_URL") or None,
+            calibration_window_days=int(environ.get("CALIBRATION_WINDOW_DAYS", "7")),
+            reduction_overrides=environ.get("REDUCTION_SETTINGS", "{}"),
         )
 
     def client(self, service: str):

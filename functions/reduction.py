@@ -1,0 +1,286 @@
+"""Calibrations and 2-D reduction as the frames arrive.
+
+The ingest handler calls `after_index` for every indexed frame; task messages on the
+same queue (`{"goodman_live_task": ...}`) carry the work that a new calibration makes
+possible. Everything here is idempotent: a master version is named by the frames in
+it and built by the one worker whose conditional claim succeeds; a frame is reduced
+again only when a better calibration than the one it used exists.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+from astropy.io import fits
+
+from functions.api.chalicelib.index import (
+    MASTER_READY, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCED, STATUS_REDUCING, STATUS_UNSUPPORTED,
+    file_id_for, iter_all_files,
+)
+from functions.core import calibrations as cal
+from functions.core.ccd import Frame
+from functions.core.masters import make_master_bias, make_master_flat
+from functions.core.preview import png_preview
+from functions.core.reduce import Calibrations, ReductionSettings, UnsupportedFrame, reduce_frame
+from functions.versions import GOODMAN_LIVE_VERSION, goodman_pipeline_version
+
+log = logging.getLogger("goodman_live.reduction")
+TASK_KEY = "goodman_live_task"
+
+
+# How long a master build may take before another worker may take it over.
+LEASE_SECONDS = 120
+
+
+@dataclass
+class ReductionConfig:
+    settings: ReductionSettings
+    window_days: int = 7
+
+
+# Masters never change once written: a warm worker keeps the ones it has read.
+_master_cache: Dict[str, Frame] = {}
+_MASTER_CACHE_SIZE = 8
+
+
+def _binning(item) -> tuple:
+    serial, parallel = item["binning"].split("x")
+    return int(serial), int(parallel)
+
+
+def _read_fits(s3, bucket: str, key: str):
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    with fits.open(io.BytesIO(body), memmap=False) as hdul:
+        return hdul[0].data, hdul[0].header.copy()
+
+
+def _fits_bytes(frame: Frame) -> bytes:
+    buf = io.BytesIO()
+    fits.PrimaryHDU(data=frame.data, header=frame.header).writeto(buf, output_verify="silentfix")
+    return buf.getvalue()
+
+
+def _put(services, key: str, body: bytes, content_type: str) -> Dict[str, Any]:
+    services.s3.put_object(Bucket=services.settings.products_bucket, Key=key, Body=body, ContentType=content_type)
+    return {"bucket": services.settings.products_bucket, "key": key, "size": len(body), "content_type": content_type}
+
+
+def _stamp(header: fits.Header) -> None:
+    header["GSP_VERS"] = (goodman_pipeline_version(), "goodman-pipeline version of the reference routines")
+    header["GLV_VERS"] = (GOODMAN_LIVE_VERSION, "Goodman Live version")
+
+
+def send_task(services, task: Dict[str, Any], delay: int = 0) -> None:
+    services.sqs.send_message(QueueUrl=services.settings.work_queue_url, MessageBody=json.dumps({TASK_KEY: task}),
+                              DelaySeconds=max(0, min(int(delay), 900)))
+
+
+def _seconds_until(iso: Optional[str]) -> int:
+    if not iso:
+        return 0
+    left = datetime.fromisoformat(iso) - datetime.now(timezone.utc)
+    return max(0, int(left.total_seconds()))
+
+
+# ---- entry points -------------------------------------------------------------------
+def after_index(item: Dict[str, Any], services, config: ReductionConfig) -> None:
+    if item.get("status") in (STATUS_FAILED, STATUS_UNSUPPORTED):
+        return
+    obstype = item.get("obstype")
+    if obstype in (cal.BIAS, cal.FLAT):
+        build_master_if_ready(obstype, item["night"], cal.group_of(obstype, item), services, config)
+    elif obstype in cal.REDUCED_TYPES:
+        reduce_file(item, services, config)
+
+
+def handle_task(task: Dict[str, Any], services, config: ReductionConfig) -> None:
+    if task.get("task") == "reduce":
+        item = services.index.get_file(task["file_id"])
+        if item:
+            reduce_file(item, services, config)
+    elif task.get("task") == "master":
+        build_master_if_ready(task["kind"], task["night"], task["group"], services, config)
+    else:
+        log.error("unknown task %r", task)
+
+
+# ---- masters ------------------------------------------------------------------------
+def _members(kind: str, night: str, group: str, services) -> List[Dict[str, Any]]:
+    return [f for f in iter_all_files(services.index, night, kind)
+            if f.get("status") == STATUS_INDEXED and cal.group_of(kind, f) == group
+            and not cal.reason_not_reducible(f)]
+
+
+def find_master(kind: str, group: str, night: str, services, config: ReductionConfig) -> Optional[Dict[str, Any]]:
+    candidates = services.index.masters(kind, group, cal.window_start(night, config.window_days), night)
+    return cal.choose_master(candidates, night)
+
+
+def load_master(master: Dict[str, Any], services) -> Frame:
+    key = master["key"]
+    if key not in _master_cache:
+        if len(_master_cache) >= _MASTER_CACHE_SIZE:
+            _master_cache.pop(next(iter(_master_cache)))
+        data, header = _read_fits(services.s3, master["bucket"], key)
+        _master_cache[key] = Frame(data=data.astype("float32"), header=header, mask=None)
+    return _master_cache[key]
+
+
+def build_master_if_ready(kind: str, night: str, group: str, services, config: ReductionConfig):
+    settings = config.settings
+    members = _members(kind, night, group, services)
+    needed = settings.min_bias_files if kind == cal.BIAS else settings.min_flat_files
+    if len(members) < needed:
+        log.info("%s %s on %s: %d of %d frames, waiting", kind, group, night, len(members), needed)
+        return None
+    bias = None
+    if kind == cal.FLAT and not settings.ignore_bias:
+        bias = find_master(cal.BIAS, cal.bias_group(members[0]), night, services, config)
+        if bias is None:
+            log.info("flat %s on %s waits for a master bias", group, night)
+            return None  # the master bias, when made, sends a task for this group
+    ids = [m["file_id"] for m in members]
+    digest, count = cal.members_hash(ids), len(members)
+    existing = services.index.get_master(kind, group, night, count, digest)
+    if existing and existing.get("status") == MASTER_READY:
+        return existing
+    if not services.index.claim_master(kind, group, night, count, digest, lease_seconds=LEASE_SECONDS):
+        # Another worker is building this very version. Its success triggers the
+        # dependents; should it die, this delayed check takes over once its lease ends.
+        holder = services.index.get_master(kind, group, night, count, digest) or {}
+        if holder.get("status") != MASTER_READY:
+            send_task(services, {"task": "master", "kind": kind, "night": night, "group": group},
+                      delay=_seconds_until(holder.get("lease_until")) + 1)
+        return holder
+    try:
+        master = _build_master(kind, group, night, members, bias, services, config)
+    except Exception:
+        services.index.release_master(kind, group, night, count, digest)
+        raise
+    services.index.finish_master(kind, group, night, count, digest, master)
+    _record_master_entry(kind, night, master, members, services)
+    trigger_dependents(kind, night, group, services)
+    return master
+
+
+def _build_master(kind, group, night, members, bias, services, config) -> Dict[str, Any]:
+    started = time.process_time()
+    members = sorted(members, key=lambda m: m["file_name"])
+    frames = [_read_fits(services.s3, m["raw_bucket"], m["raw_key"]) for m in members]
+    names = [m["file_name"] for m in members]
+    name = cal.master_file_name(kind, group, night, len(members))
+    fields: Dict[str, Any] = {"file_name": name, "members": names}
+    if kind == cal.BIAS:
+        frame = make_master_bias(frames, names=names)
+    else:
+        bias_frame = load_master(bias, services) if bias else None
+        frame, slit = make_master_flat(frames, bias_frame, method=config.settings.flat_normalization,
+                                       order=config.settings.flat_normalization_order, names=names)
+        if bias:
+            frame.header["GSP_BIAS"] = (bias["file_name"], "Master bias image")
+        fields.update(slit_section=slit, master_bias=bias["file_name"] if bias else None)
+    _stamp(frame.header)
+    key = f"{night}/masters/{name}"
+    fits_product = {"file_name": name, "kind": "master", **_put(services, key, _fits_bytes(frame), "application/fits")}
+    png_name = name[:-5] + ".png"
+    preview = {"file_name": png_name, "kind": "preview",
+               **_put(services, f"{night}/masters/{png_name}", png_preview(frame.data), "image/png")}
+    fields.update(bucket=fits_product["bucket"], key=key, products=[fits_product, preview],
+                  cpu_seconds=round(time.process_time() - started, 3))
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _record_master_entry(kind, night, master, members, services) -> None:
+    """A master is listed beside the night's raw files, as its own entry."""
+    file_id = file_id_for(master["bucket"], master["key"])
+    services.index.record_file({
+        "file_id": file_id, "night": night, "file_name": master["file_name"], "obstype": f"MASTER_{kind}",
+        "status": STATUS_REDUCED, "configuration": members[0].get("configuration"), "camera": members[0].get("camera"),
+        "object": f"{len(members)} {kind.lower()} frames", "members": master["members"],
+        "slit_section": master.get("slit_section"), "master_bias": master.get("master_bias"),
+        "products": master["products"], "raw_bucket": master["bucket"], "raw_key": master["key"],
+    })
+
+
+def trigger_dependents(kind: str, night: str, group: str, services) -> None:
+    """Send the work a new master makes possible: flats that waited for a bias, and
+    frames reduced without this kind of calibration or with one from another night."""
+    if kind == cal.BIAS:
+        flat_groups = {cal.flat_group(f) for f in iter_all_files(services.index, night, cal.FLAT)
+                       if not cal.reason_not_reducible(f) and cal.bias_group(f) == group}
+        for flat in sorted(flat_groups):
+            send_task(services, {"task": "master", "kind": cal.FLAT, "night": night, "group": flat})
+    used = "master_bias" if kind == cal.BIAS else "master_flat"
+    for obstype in cal.REDUCED_TYPES:
+        for f in iter_all_files(services.index, night, obstype):
+            if cal.reason_not_reducible(f) or cal.group_of(kind, f) != group:
+                continue
+            current = (f.get("calibrations") or {}).get(used)
+            if current is None or current.get("night") != night:
+                send_task(services, {"task": "reduce", "file_id": f["file_id"]})
+
+
+# ---- frames ---------------------------------------------------------------------------
+def _calibration_ref(master: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    if not master:
+        return None
+    return {"file_name": master["file_name"], "night": master["night"], "count": master["count"], "key": master["key"]}
+
+
+def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None:
+    """Reduce a frame with the best calibrations there are; nothing to do if it
+    already was reduced with exactly those (a duplicate event, a redundant task)."""
+    settings, night = config.settings, item["night"]
+    bias = None if settings.ignore_bias else find_master(cal.BIAS, cal.bias_group(item), night, services, config)
+    flat = None if settings.ignore_flats else find_master(cal.FLAT, cal.flat_group(item), night, services, config)
+    wanted = {"master_bias": _calibration_ref(bias), "master_flat": _calibration_ref(flat)}
+    if item.get("status") == STATUS_REDUCED and item.get("calibrations") == wanted:
+        return
+    services.index.update_file(item["file_id"], {"status": STATUS_REDUCING})
+    data, header = _read_fits(services.s3, item["raw_bucket"], item["raw_key"])
+    calibs = Calibrations(
+        master_bias=load_master(bias, services) if bias else None,
+        master_bias_name=bias["file_name"] if bias else None,
+        master_flat=load_master(flat, services) if flat else None,
+        master_flat_name=flat["file_name"] if flat else None,
+        slit_section=flat.get("slit_section") if flat else None,
+    )
+    try:
+        frame, report = reduce_frame(data, header, item["obstype"], item["camera"], _binning(item), calibs, settings)
+    except UnsupportedFrame as exc:
+        services.index.update_file(item["file_id"], {"status": STATUS_UNSUPPORTED, "error": str(exc)})
+        return
+    _stamp(frame.header)
+    stem = item["file_name"].rsplit(".", 1)[0]
+    base = f"{night}/{stem}/"
+    reduced_name = report["prefix"] + item["file_name"]
+    products = [p for p in item.get("products", []) if p["kind"] == "header"]
+    products.append({"file_name": f"{stem}_raw.png", "kind": "preview_raw",
+                     **_put(services, base + f"{stem}_raw.png", png_preview(data), "image/png")})
+    products.append({"file_name": reduced_name, "kind": "reduced",
+                     **_put(services, base + reduced_name, _fits_bytes(frame), "application/fits")})
+    png = report["prefix"] + stem + ".png"
+    products.append({"file_name": png, "kind": "preview_reduced",
+                     **_put(services, base + png, png_preview(frame.data), "image/png")})
+    waiting = [k for k, v in wanted.items() if v is None]
+    services.index.update_file(item["file_id"], {
+        "status": STATUS_REDUCED, "error": None, "products": products, "calibrations": wanted,
+        "reduced_file_name": reduced_name, "reduction": _jsonable(report), "waiting_for": waiting,
+    })
+    log.info("reduced %s -> %s (bias %s, flat %s)", item["file_name"], reduced_name,
+             calibs.master_bias_name, calibs.master_flat_name)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item"):
+        return value.item()
+    return value

@@ -1,0 +1,131 @@
+"""Calibrations and 2-D reduction as the files arrive, on the local stack: masters
+built once per version by racing workers, frames reduced with them, frames that came
+before their calibrations reduced again when those arrive."""
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from astropy.io import fits
+
+from functions import reduction
+from functions.api.chalicelib.index import FINAL_STATUSES, file_id_for
+from infra.local.runner import QueuePoller
+
+
+def _upload(system, s3, night, paths):
+    ids = {}
+
+    def put(path):
+        key = f"{system.raw_prefix}{night}/{path.name}"
+        s3.put_object(Bucket=system.raw_bucket, Key=key, Body=path.read_bytes())
+        ids[path.name] = file_id_for(system.raw_bucket, key)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, paths))
+    return ids
+
+
+def _settle(system, api, night, timeout=120):
+    """Wait until the queue is empty and every file of the night is final, twice in a row."""
+    deadline, quiet = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        files = api.json("/api/files", night=night, limit=500)["files"]
+        if system.idle() and files and all(f["status"] in FINAL_STATUSES for f in files):
+            quiet += 1
+            if quiet >= 3:
+                return {f["file_name"]: f for f in files}
+        else:
+            quiet = 0
+        time.sleep(0.5)
+    raise AssertionError(f"night {night} did not settle: {[(f['file_name'], f['status']) for f in files]}")
+
+
+@pytest.fixture(scope="module")
+def extra_workers(system):
+    """Two more workers on the queue (four in all) for the racing tests."""
+    sqs = system.stack.client("sqs")
+    poller = QueuePoller(sqs, system.stack.queue_url, system.pollers[0].handler, "ingest-extra", workers=2).start()
+    yield
+    poller.stop()
+
+
+@pytest.fixture(scope="module")
+def build_counter():
+    calls, lock = [], threading.Lock()
+    real = reduction._build_master
+
+    def counting(kind, group, night, members, *args, **kwargs):
+        with lock:
+            calls.append((kind, group, night, tuple(sorted(m["file_id"] for m in members))))
+        return real(kind, group, night, members, *args, **kwargs)
+
+    reduction._build_master = counting
+    yield calls
+    reduction._build_master = real
+
+
+@pytest.fixture(scope="module")
+def reduced_night(system, s3, api, sim_night, extra_workers, build_counter):
+    night = "2024-03-14"
+    _upload(system, s3, night, sorted(sim_night.glob("*.fits")))
+    return _settle(system, api, night)
+
+
+def test_masters_are_built_once_per_version_by_racing_workers(reduced_night, build_counter):
+    masters = {n: f for n, f in reduced_night.items() if f["obstype"].startswith("MASTER_")}
+    built = [c for c in build_counter if c[2] == "2024-03-14"]
+    assert len(built) == len(set(built)), f"a master version was built twice: {built}"
+    kinds = sorted(f["obstype"] for f in masters.values())
+    assert kinds == ["MASTER_BIAS", "MASTER_FLAT"], sorted(masters)
+    bias = next(f for f in masters.values() if f["obstype"] == "MASTER_BIAS")
+    assert bias["file_name"] == "master_bias_RED_SP_2x2_R03.89_G01.48_2024-03-14_n10.fits"
+    assert len(bias["members"]) == 10
+
+
+def test_every_science_and_lamp_frame_is_reduced_with_both_masters(reduced_night, api):
+    frames = [f for f in reduced_night.values() if f["obstype"] in ("COMP", "OBJECT")]
+    assert len(frames) == 5
+    for f in frames:
+        assert f["status"] == "reduced", f
+        assert f["calibrations"]["master_bias"]["file_name"].startswith("master_bias_RED_SP_2x2")
+        assert f["calibrations"]["master_flat"]["file_name"].startswith("norm_master_flat_RED_400_M2")
+        assert f["waiting_for"] == []
+        kinds = {p["kind"] for p in f["products"]}
+        assert {"header", "preview_raw", "reduced", "preview_reduced"} <= kinds
+        # goodman-pipeline names lamps cfzst_ too, though it cleans no cosmic rays on them
+        assert f["reduced_file_name"] == "cfzst_" + f["file_name"]
+
+
+def test_reduced_fits_carries_provenance(reduced_night, api):
+    sci = next(f for f in reduced_night.values() if f["obstype"] == "OBJECT")
+    url = next(p["url"] for p in sci["products"] if p["kind"] == "reduced")
+    header = fits.getheader(io.BytesIO(api.http.get(url, timeout=30).content))
+    for key in ("GSP_OVER", "GSP_TRIM", "GSP_SLIT", "GSP_BIAS", "GSP_FLAT", "GSP_COSM", "GSP_VERS", "GLV_VERS"):
+        assert key in header, key
+    assert header["GSP_BIAS"] == sci["calibrations"]["master_bias"]["file_name"]
+    assert header["GSP_OVER"] == "[3:24,1:948]" and header["GSP_TRIM"] == "[26:2055,2:948]"
+    png = next(p["url"] for p in sci["products"] if p["kind"] == "preview_reduced")
+    assert api.http.get(png, timeout=30).content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_frames_that_came_first_are_reduced_again_when_calibrations_arrive(system, s3, api, sim_night):
+    night = "2024-04-02"
+    paths = sorted(sim_night.glob("*.fits"))
+    science = [p for p in paths if "EG21" in p.name or "HgArNe" in p.name]
+    calibs = [p for p in paths if p not in science and "LTT" not in p.name]
+    ids = _upload(system, s3, night, science)
+    early = _settle(system, api, night)
+    for name in ids:
+        assert early[name]["status"] == "reduced"
+        assert early[name]["waiting_for"] == ["master_bias", "master_flat"]
+        assert early[name]["reduced_file_name"].startswith("cto_")
+        skipped = early[name]["reduction"]["steps_skipped"]
+        assert {"slit", "bias", "flat"} <= set(skipped) and "no master flat" in skipped["flat"]
+    _upload(system, s3, night, calibs)
+    late = _settle(system, api, night)
+    for name in ids:
+        assert late[name]["waiting_for"] == [], late[name]
+        assert late[name]["calibrations"]["master_flat"]["night"] == night
+        assert late[name]["reduced_file_name"].startswith("cfzst_")
