@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from functions.api.chalicelib.index import FINAL_STATUSES
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED_REAL = ROOT.parent / "shared" / "data" / "real"
@@ -36,7 +38,7 @@ class Api:
         assert resp.status_code == 200, resp.text
         return resp.json()
 
-    def wait_for(self, file_id: str, statuses=("indexed", "failed"), timeout: float = 30.0) -> dict:
+    def wait_for(self, file_id: str, statuses=FINAL_STATUSES, timeout: float = 30.0) -> dict:
         """Poll a file until it reaches one of `statuses`; fail the test with what was seen."""
         deadline = time.monotonic() + timeout
         seen = None

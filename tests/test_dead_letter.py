@@ -59,8 +59,8 @@ def test_a_transient_failure_recovers_on_retry(system, s3, api):
     ingest.read_head = flaky
     try:
         key = f"{system.raw_prefix}2032-05-05/0202_{marker}.fits"
-        s3.put_object(Bucket=system.raw_bucket, Key=key, Body=real_fits("goodman_red_comp.fits"))
+        s3.put_object(Bucket=system.raw_bucket, Key=key, Body=real_fits("goodman_blue_flat.fits"))
         item = api.wait_for(file_id_for(system.raw_bucket, key), statuses=("indexed",), timeout=30)
     finally:
         ingest.read_head = real_read_head
-    assert calls and item["obstype"] == "COMP" and item.get("error") is None
+    assert calls and item["obstype"] == "FLAT" and item.get("error") is None

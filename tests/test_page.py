@@ -42,12 +42,13 @@ def test_page_lists_files_and_updates_live(browser, system, s3, api, tmp_path):
     first = page.locator("#files tbody tr").first
     assert first.locator("td.name").inner_text() == "0001_arc.fits"
     assert first.locator("td.obstype").inner_text() == "COMP"
-    assert first.locator(".status").inner_text() == "indexed"
+    assert first.locator(".status").inner_text() == "unsupported"  # a 10x10 stub of a real frame
 
     page.evaluate("window.__marker = 'no reload'")
     put("0002_flat.fits", real_fits("goodman_blue_flat.fits"))
     put("0003_broken.fits", b"this is not a FITS file")
     page.wait_for_selector("#files tbody tr:nth-child(3)", timeout=10000)
+    page.wait_for_function("document.querySelector('#files tbody tr:nth-child(2) .status').textContent === 'indexed'")
     assert page.evaluate("window.__marker") == "no reload"
     rows = page.locator("#files tbody tr")
     assert rows.locator("td.name").all_inner_texts() == ["0001_arc.fits", "0002_flat.fits", "0003_broken.fits"]

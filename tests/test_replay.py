@@ -23,10 +23,16 @@ def test_a_simulated_night_replays_end_to_end(sim_night, tmp_path):
     assert len(index) == 25
     for entry in index:
         assert FIELDS <= set(entry), entry
-        assert entry["status"] == "indexed" and entry["error"] is None and entry["night"] == "2024-03-14"
-        (product,) = entry["products"]
-        assert {"file_name", "kind", "key"} <= set(product)
-        assert (tmp_path / "out" / entry["night"] / product["file_name"]).stat().st_size == product["size"]
+        assert entry["error"] is None and entry["night"] == "2024-03-14"
+        reduced = entry["obstype"] in ("COMP", "OBJECT")
+        assert entry["status"] == ("reduced" if reduced else "indexed"), entry
+        kinds = {p["kind"] for p in entry["products"]}
+        assert kinds == ({"header", "preview_raw", "reduced", "preview_reduced"} if reduced else {"header"})
+        for product in entry["products"]:
+            assert {"file_name", "kind", "key"} <= set(product)
+            assert (tmp_path / "out" / entry["night"] / product["file_name"]).stat().st_size == product["size"]
+    masters = sorted(p.name for p in (tmp_path / "out" / "2024-03-14").glob("*master*.fits"))
+    assert [m.split("_RED")[0] for m in masters] == ["master_bias", "norm_master_flat"]
     types = [e["obstype"] for e in index]
     assert types.count("BIAS") == 10 and types.count("FLAT") == 10
     assert types.count("COMP") == 2 and types.count("OBJECT") == 3

@@ -42,6 +42,22 @@ def wait_final(base_url: str, file_ids: Dict[str, str], timeout: float, progress
     return final
 
 
+def night_masters(base_url: str, nights) -> List[dict]:
+    """The master calibrations made on these nights (their own entries in the index)."""
+    session, masters = requests.Session(), []
+    for night in sorted(nights):
+        for kind in ("MASTER_BIAS", "MASTER_FLAT"):
+            token = None
+            while True:
+                params = {"night": night, "type": kind, "limit": 200, **({"next": token} if token else {})}
+                page = session.get(f"{base_url}/api/files", params=params, timeout=10).json()
+                masters += page["files"]
+                token = page.get("next")
+                if not token:
+                    break
+    return masters
+
+
 def download_products(entries: List[dict], out_dir: Path) -> int:
     count = 0
     session = requests.Session()
@@ -77,6 +93,13 @@ def replay(raw_dir: Path, out_dir: Path, timeout: float = 600.0, workers: int = 
             uploaded = json.loads((Path(state) / "uploaded.json").read_text())
         file_ids = {name: file_id_for(system.raw_bucket, info["key"]) for name, info in uploaded.items()}
         final = wait_final(system.url, file_ids, timeout, progress)
+        # A calibration that completed late sends frames to be reduced again: wait
+        # until the queue is quiet, then take the final picture.
+        deadline = time.monotonic() + timeout
+        while not system.idle() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        final = wait_final(system.url, file_ids, timeout, lambda *_: None)
+        masters = night_masters(system.url, {e["night"] for e in final.values() if e.get("night")})
         entries = []
         for path in files:
             if path.name in final:
@@ -90,11 +113,11 @@ def replay(raw_dir: Path, out_dir: Path, timeout: float = 600.0, workers: int = 
                                 "error": "the sync agent did not upload it: not a complete FITS file",
                                 "products": []})
         out_dir.mkdir(parents=True, exist_ok=True)
-        n_products = download_products([e for e in entries if e.get("night")], out_dir)
+        n_products = download_products([e for e in entries if e.get("night")] + masters, out_dir)
         (out_dir / "index.json").write_text(json.dumps(entries, indent=2, sort_keys=True))
         bad = [e for e in entries if e["status"] not in FINAL_STATUSES or e["status"] == STATUS_FAILED]
-        progress(f"{len(entries)} files, {len(entries) - len(bad)} ok, {len(bad)} not; "
-                 f"{n_products} products under {out_dir}")
+        progress(f"{len(entries)} files, {len(entries) - len(bad)} ok, {len(bad)} not; {len(masters)} master "
+                 f"calibrations; {n_products} products under {out_dir}")
         for e in bad:
             progress(f"  {e['file_name']}: {e['status']}: {e.get('error')}")
         return 1 if bad else 0

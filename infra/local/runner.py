@@ -51,7 +51,9 @@ class QueuePoller:
         self.sqs, self.queue_url, self.handler, self.name = sqs, queue_url, handler, name
         self.workers, self.batch_size, self.wait_seconds = workers, batch_size, wait_seconds
         self.timeout_seconds, self.region = timeout_seconds, region
-        self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn", "VisibilityTimeout"])["Attributes"]
+        self.queue_arn = attrs["QueueArn"]
+        self.visibility_timeout = int(attrs["VisibilityTimeout"])
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
         self._busy = 0
@@ -86,6 +88,9 @@ class QueuePoller:
             return 0
         with self._lock:
             self._busy += 1
+        beating = threading.Event()
+        heartbeat = threading.Thread(target=self._keep_invisible, args=(messages, beating), daemon=True)
+        heartbeat.start()
         try:
             event = {"Records": [lambda_record(m, self.queue_arn, self.region) for m in messages]}
             try:
@@ -101,8 +106,24 @@ class QueuePoller:
             self.invocations += 1
             return len(messages)
         finally:
+            beating.set()
+            heartbeat.join()
             with self._lock:
                 self._busy -= 1
+
+    def _keep_invisible(self, messages, stop: threading.Event) -> None:
+        """Lambda gives a batch its whole timeout before SQS shows it again (the queue's
+        visibility timeout is set above the function's). Locally the visibility timeout
+        is kept short so failures are retried within seconds; instead, a batch still
+        being handled has its visibility extended, up to the function's timeout."""
+        deadline = time.monotonic() + self.timeout_seconds
+        while not stop.wait(max(0.5, self.visibility_timeout / 2)) and time.monotonic() < deadline:
+            try:
+                self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self.visibility_timeout}
+                    for i, m in enumerate(messages)])
+            except Exception:
+                log.warning("%s: could not extend the visibility of a batch", self.name, exc_info=True)
 
     def idle(self) -> bool:
         """No message waiting, in flight, or being handled."""

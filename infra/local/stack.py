@@ -19,30 +19,34 @@ from infra import definition as stackdef
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "goodman-live-local", "AWS_SECRET_ACCESS_KEY": "goodman-live-local"}
 
 
-class _SerialDynamoDB:
-    """moto's DynamoDB is not thread-safe (transact_write_items deep-copies a table
-    while another request changes it); real DynamoDB is atomic per request. Running
-    DynamoDB requests one at a time restores that; S3 and SQS (long polls) stay parallel."""
+class _SerialWrites:
+    """moto is not thread-safe where AWS is atomic per request: DynamoDB's
+    transact_write_items deep-copies a table while another request changes it, and
+    concurrent S3 puts can close each other's buffers. Running DynamoDB requests and
+    S3 writes one at a time restores per-request atomicity; S3 reads and SQS (whose
+    long polls must not block anything) stay parallel."""
 
     def __init__(self, app):
         self.app = app
         self.lock = threading.Lock()
 
     def __call__(self, environ, start_response):
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        s3_write = not target and environ.get("REQUEST_METHOD") in ("PUT", "POST", "DELETE")
+        if target.startswith("DynamoDB_") or s3_write:
             with self.lock:
                 return list(self.app(environ, start_response))
         return self.app(environ, start_response)
 
 
 class _MotoServer:
-    """moto's threaded server, with DynamoDB requests serialised."""
+    """moto's threaded server, with writes serialised (see _SerialWrites)."""
 
     def __init__(self, host: str, port: int):
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
-        app = _SerialDynamoDB(DomainDispatcherApplication(create_backend_app))
+        app = _SerialWrites(DomainDispatcherApplication(create_backend_app))
         self.httpd = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="moto", daemon=True)
 
@@ -89,7 +93,8 @@ class LocalStack:
         """What a process needs to use this stack: endpoint, credentials, resource names."""
         env = dict(LOCAL_CREDENTIALS)
         env.update(stackdef.environment(self.definition))
-        env.update(AWS_ENDPOINT_URL=self.endpoint_url, AWS_DEFAULT_REGION=self.region, AWS_REGION=self.region)
+        env.update(AWS_ENDPOINT_URL=self.endpoint_url, AWS_DEFAULT_REGION=self.region, AWS_REGION=self.region,
+                   WORK_QUEUE_URL=self.queue_url)
         return env
 
     def export_environment(self) -> None:

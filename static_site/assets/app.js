@@ -19,6 +19,8 @@
   let files = new Map();          // file_id -> file as the API serves it
   let lastOk = 0;
   let generation = 0;             // bumps when the night changes, so late answers are dropped
+  let selected = null;            // file_id shown in the detail card
+  const detail = document.getElementById("detail");
 
   async function api(path) {
     const res = await fetch(API + path, { headers: { "Accept": "application/json" } });
@@ -41,7 +43,11 @@
     const tr = document.createElement("tr");
     tr.dataset.fileId = f.file_id;
     tr.dataset.status = f.status;
-    tr.appendChild(text("td", f.file_name, "name"));
+    const name = text("td", f.file_name, "name");
+    name.title = "show previews and provenance";
+    name.addEventListener("click", function () { selected = f.file_id; render(); });
+    tr.appendChild(name);
+    if (f.file_id === selected) tr.classList.add("selected");
     tr.appendChild(text("td", f.obstype || "", "obstype"));
     tr.appendChild(text("td", f.object || ""));
     tr.appendChild(text("td", f.exptime == null ? "" : f.exptime));
@@ -72,6 +78,7 @@
       if (freshIds && freshIds.has(f.file_id)) tr.classList.add("fresh");
       return tr;
     }));
+    renderDetail(files.get(selected));
     table.hidden = list.length === 0;
     empty.hidden = list.length !== 0;
     const byStatus = {};
@@ -82,6 +89,58 @@
     Object.keys(byStatus).sort().forEach(function (s) {
       counts.appendChild(text("span", byStatus[s] + " " + s, "status-" + s));
     });
+  }
+
+  function product(f, kind) {
+    return (f.products || []).find(function (p) { return p.kind === kind; });
+  }
+
+  function figure(p, caption) {
+    const fig = document.createElement("figure");
+    const img = document.createElement("img");
+    img.src = p.url; img.alt = caption; img.loading = "lazy";
+    fig.appendChild(img);
+    fig.appendChild(text("figcaption", caption + " — " + p.file_name));
+    return fig;
+  }
+
+  // The card the paper's interface had: previews of the raw and reduced frame and
+  // what went into the reduction.
+  function renderDetail(f) {
+    if (!f) { detail.hidden = true; return; }
+    detail.hidden = false;
+    const parts = [text("h2", f.file_name + " · " + (f.obstype || "") + " · " + f.status)];
+    if (f.error) parts.push(text("div", f.error, "error"));
+    const previews = document.createElement("div");
+    previews.className = "previews";
+    const raw = product(f, "preview_raw"), red = product(f, "preview_reduced") || product(f, "preview");
+    if (raw) previews.appendChild(figure(raw, "raw"));
+    if (red) previews.appendChild(figure(red, f.reduced_file_name ? "reduced" : "preview"));
+    parts.push(previews);
+    const dl = document.createElement("dl");
+    function row(label, value, cls) {
+      if (value == null || value === "") return;
+      dl.appendChild(text("dt", label));
+      dl.appendChild(text("dd", value, cls));
+    }
+    const r = f.reduction || {};
+    const c = f.calibrations || {};
+    row("configuration", f.configuration);
+    row("reduced file", f.reduced_file_name);
+    row("master bias", c.master_bias ? c.master_bias.file_name : (r.steps_run ? "none" : null));
+    row("master flat", c.master_flat ? c.master_flat.file_name : (r.steps_run ? "none" : null));
+    row("overscan region", r.overscan_region);
+    row("trim section", r.trim_section);
+    row("slit trim section", r.slit_trim_section || f.slit_section);
+    row("steps run", (r.steps_run || []).join(", "));
+    Object.keys(r.steps_skipped || {}).forEach(function (step) {
+      row("skipped", step + ": " + r.steps_skipped[step], "skipped");
+    });
+    row("cosmic rays", r.cosmic);
+    row("members", (f.members || []).join(", "));
+    (f.notes || []).forEach(function (n) { row("note", n); });
+    parts.push(dl);
+    detail.replaceChildren.apply(detail, parts);
   }
 
   function showError(err) {
