@@ -35,6 +35,10 @@ TASK_KEY = "goodman_live_task"
 
 # How long a master build may take before another worker may take it over.
 LEASE_SECONDS = 120
+# A night's first master of a group is built at once; when more frames of the group
+# arrive later, the rebuild waits this long so that a burst (31 biases uploaded
+# together) gives one new version, not one per frame.
+REBUILD_DELAY_SECONDS = 10
 
 
 @dataclass
@@ -104,7 +108,7 @@ def handle_task(task: Dict[str, Any], services, config: ReductionConfig) -> None
         if item:
             reduce_file(item, services, config)
     elif task.get("task") == "master":
-        build_master_if_ready(task["kind"], task["night"], task["group"], services, config)
+        build_master_if_ready(task["kind"], task["night"], task["group"], services, config, now=True)
     else:
         log.error("unknown task %r", task)
 
@@ -131,7 +135,7 @@ def load_master(master: Dict[str, Any], services) -> Frame:
     return _master_cache[key]
 
 
-def build_master_if_ready(kind: str, night: str, group: str, services, config: ReductionConfig):
+def build_master_if_ready(kind: str, night: str, group: str, services, config: ReductionConfig, now: bool = False):
     settings = config.settings
     members = _members(kind, night, group, services)
     needed = settings.min_bias_files if kind == cal.BIAS else settings.min_flat_files
@@ -149,13 +153,18 @@ def build_master_if_ready(kind: str, night: str, group: str, services, config: R
     existing = services.index.get_master(kind, group, night, count, digest)
     if existing and existing.get("status") == MASTER_READY:
         return existing
+    if not now and services.index.masters(kind, group, night, night):
+        send_task(services, {"task": "master", "kind": kind, "night": night, "group": group},
+                  delay=REBUILD_DELAY_SECONDS)
+        return None
     if not services.index.claim_master(kind, group, night, count, digest, lease_seconds=LEASE_SECONDS):
         # Another worker is building this very version. Its success triggers the
-        # dependents; should it die, this delayed check takes over once its lease ends.
+        # dependents; should it die, a check every few seconds takes over once its
+        # lease ends.
         holder = services.index.get_master(kind, group, night, count, digest) or {}
         if holder.get("status") != MASTER_READY:
             send_task(services, {"task": "master", "kind": kind, "night": night, "group": group},
-                      delay=_seconds_until(holder.get("lease_until")) + 1)
+                      delay=min(_seconds_until(holder.get("lease_until")) + 1, REBUILD_DELAY_SECONDS))
         return holder
     try:
         master = _build_master(kind, group, night, members, bias, services, config)

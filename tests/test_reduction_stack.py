@@ -129,3 +129,14 @@ def test_frames_that_came_first_are_reduced_again_when_calibrations_arrive(syste
         assert late[name]["waiting_for"] == [], late[name]
         assert late[name]["calibrations"]["master_flat"]["night"] == night
         assert late[name]["reduced_file_name"].startswith("cfzst_")
+
+
+def test_a_night_without_calibrations_uses_the_nearest_earlier_night(system, s3, api, sim_night, reduced_night):
+    night = "2024-03-16"  # two days after the fully calibrated night, inside the 7-day window
+    science = sorted(p for p in sim_night.glob("*.fits") if "LTT3218" in p.name)
+    ids = _upload(system, s3, night, science)
+    files = _settle(system, api, night)
+    for name in ids:
+        used = files[name]["calibrations"]
+        assert used["master_bias"]["night"] == used["master_flat"]["night"] == "2024-03-14"
+        assert files[name]["reduced_file_name"].startswith("cfzst_")

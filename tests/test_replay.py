@@ -5,6 +5,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 FIELDS = {"file_id", "night", "file_name", "obstype", "configuration", "status", "error", "products"}
@@ -54,3 +56,27 @@ def test_a_night_with_broken_files_exits_1_and_says_why(sim_night, tmp_path):
     assert index["0900_cut.fits"]["status"] == "not_uploaded"      # never complete: not sent half-written
     assert index["0901_log.fits"]["status"] == "failed" and "not a FITS file" in index["0901_log.fits"]["error"]
     assert "0900_cut.fits: not_uploaded" in proc.stdout and "0901_log.fits: failed" in proc.stdout
+
+
+REAL_AFTERNOON = ROOT.parent / "shared" / "data" / "real" / "jsreding_930_20180203"
+
+
+@pytest.mark.skipif(not REAL_AFTERNOON.is_dir(), reason="../shared/data/real is not beside this clone "
+                                                        "(52 real frames, 48 MB, not committed)")
+def test_the_real_calibration_afternoon_replays_with_masters(tmp_path):
+    proc = _replay(REAL_AFTERNOON, tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert len(index) == 52
+    by_type = {}
+    for e in index:
+        by_type.setdefault(e["obstype"], set()).add(e["status"])
+    assert by_type == {"BIAS": {"indexed"}, "FLAT": {"indexed"}, "COMP": {"reduced"}}
+    night = tmp_path / "out" / "2018-02-03"
+    biases = sorted(p.name for p in night.glob("master_bias_RED_SP_2x2_R05.27_G01.45_2018-02-03_n*.fits"))
+    flats = sorted(p.name for p in night.glob("norm_master_flat_RED_930_G13.0-C24.0_*_n15.fits"))
+    assert biases and biases[-1].endswith("_n31.fits") and len(flats) == 1
+    # The Fe lamps are 1x2 binned: no bias or flat of the afternoon matches them, and they say so.
+    lamp = next(e for e in index if e["obstype"] == "COMP")
+    assert lamp["waiting_for"] == ["master_bias", "master_flat"]
+    assert "no master bias" in lamp["reduction"]["steps_skipped"]["bias"]

@@ -126,9 +126,10 @@ class QueuePoller:
                 log.warning("%s: could not extend the visibility of a batch", self.name, exc_info=True)
 
     def idle(self) -> bool:
-        """No message waiting, in flight, or being handled."""
+        """No message waiting, delayed, in flight, or being handled."""
         attrs = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=[
-            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed"])["Attributes"]
         with self._lock:
             busy = self._busy
-        return busy == 0 and attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+        return busy == 0 and all(v == "0" for k, v in attrs.items() if k.startswith("Approximate"))
