@@ -23,7 +23,7 @@ from functions.api.chalicelib.index import (
     file_id_for, iter_all_files,
 )
 from functions.core import calibrations as cal
-from functions.core.ccd import Frame
+from functions.core.ccd import Frame, put_name
 from functions.core.masters import make_master_bias, make_master_flat
 from functions.core.preview import png_preview
 from functions.core.reduce import Calibrations, ReductionSettings, UnsupportedFrame, reduce_frame
@@ -75,7 +75,7 @@ def _put(services, key: str, body: bytes, content_type: str) -> Dict[str, Any]:
 
 
 def _stamp(header: fits.Header) -> None:
-    header["GSP_VERS"] = (goodman_pipeline_version(), "goodman-pipeline version of the reference routines")
+    header["GSP_VERS"] = (goodman_pipeline_version(), "goodman-pipeline version")
     header["GLV_VERS"] = (GOODMAN_LIVE_VERSION, "Goodman Live version")
 
 
@@ -191,7 +191,7 @@ def _build_master(kind, group, night, members, bias, services, config) -> Dict[s
         frame, slit = make_master_flat(frames, bias_frame, method=config.settings.flat_normalization,
                                        order=config.settings.flat_normalization_order, names=names)
         if bias:
-            frame.header["GSP_BIAS"] = (bias["file_name"], "Master bias image")
+            put_name(frame.header, "GSP_BIAS", bias["file_name"], "Master bias image")
         fields.update(slit_section=slit, master_bias=bias["file_name"] if bias else None)
     _stamp(frame.header)
     key = f"{night}/masters/{name}"

@@ -108,6 +108,13 @@ def trim(frame: Frame, section: str, keyword: str = "GSP_TRIM") -> Frame:
     return new
 
 
+def put_name(header: fits.Header, key: str, value: str, comment: str) -> None:
+    """A file name in a header card: long names (master flats are named by their
+    configuration) go in the CONTINUE convention, where a comment would be cut."""
+    value = str(value)
+    header[key] = (value, comment) if len(value) <= 45 else value
+
+
 def _check_shapes(frame: Frame, master: Frame, what: str) -> None:
     if frame.data.shape != master.data.shape:
         raise ValueError(f"{what} shape {master.data.shape} differs from the frame's {frame.data.shape}: "
@@ -118,7 +125,7 @@ def subtract_bias(frame: Frame, master_bias: Frame, name: str) -> Frame:
     """Subtract a master bias of the same shape; record its name in GSP_BIAS."""
     _check_shapes(frame, master_bias, "master bias")
     new = _new(frame, frame.data - master_bias.data)
-    new.header["GSP_BIAS"] = (str(name), "Master bias image")
+    put_name(new.header, "GSP_BIAS", name, "Master bias image")
     return new
 
 
@@ -143,7 +150,7 @@ def divide_flat(frame: Frame, master_flat: Frame, name: str) -> Frame:
     if bad.any():
         mask = bad if frame.mask is None else (frame.mask | bad)
     new = _new(frame, data, mask=mask)
-    new.header["GSP_FLAT"] = (str(name), "Master flat image")
+    put_name(new.header, "GSP_FLAT", name, "Master flat image")
     norm = master_flat.header.get("GSP_NORM")
     if norm is not None:
         new.header["GSP_NORM"] = (norm, "Flat normalization method")

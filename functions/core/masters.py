@@ -17,7 +17,9 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from astropy.io import fits
 
-from .ccd import Frame, flag_saturation, frame_from_raw, saturation_threshold, subtract_bias, subtract_overscan, trim
+from .ccd import (
+    Frame, flag_saturation, frame_from_raw, put_name, saturation_threshold, subtract_bias, subtract_overscan, trim,
+)
 from .combine import sigma_clipped_combine
 from .flats import normalize_flat, slit_trim_section
 from .regions import overscan_section, parse_section, trim_section
@@ -60,7 +62,7 @@ def _check_same(frames: Sequence[RawFrame]) -> None:
 
 def _record_inputs(header: fits.Header, names: Optional[List[str]], kind: str) -> None:
     for n, name in enumerate(names or []):
-        header[f"GSP_IC{n + 1:02d}"] = (str(name), f"Image used to create master {kind}")
+        put_name(header, f"GSP_IC{n + 1:02d}", name, f"Image used to create master {kind}")
 
 
 def make_master_bias(frames: List[RawFrame], sigma: float = 3.0, names: Optional[List[str]] = None) -> Frame:
