@@ -112,7 +112,7 @@ def put_name(header: fits.Header, key: str, value: str, comment: str) -> None:
     """A file name in a header card: long names (master flats are named by their
     configuration) go in the CONTINUE convention, where a comment would be cut."""
     value = str(value)
-    header[key] = (value, comment) if len(value) <= 45 else value
+    header[key] = (value, comment if len(value) <= 45 else "")
 
 
 def _check_shapes(frame: Frame, master: Frame, what: str) -> None:
