@@ -2,6 +2,7 @@
 the queue) started once per session, and helpers to talk to it."""
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -79,3 +80,20 @@ def sim_night(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim_night")
     write_night(out, make_night(seed=1))
     return out
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()

@@ -1,29 +1,9 @@
 """The page in a real browser (Debian's chromium driven by Playwright): it lists the
 night's files and shows new ones without a reload."""
-import shutil
 import uuid
-from pathlib import Path
-
-import pytest
 
 from functions.api.chalicelib.index import file_id_for
 from tests.conftest import real_fits
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def test_page_lists_files_and_updates_live(browser, system, s3, api, tmp_path):

@@ -140,3 +140,20 @@ def test_a_night_without_calibrations_uses_the_nearest_earlier_night(system, s3,
         used = files[name]["calibrations"]
         assert used["master_bias"]["night"] == used["master_flat"]["night"] == "2024-03-14"
         assert files[name]["reduced_file_name"].startswith("cfzst_")
+
+
+def test_the_page_shows_previews_and_provenance_of_a_reduced_frame(browser, system, reduced_night):
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.goto(system.url + "/")
+    page.wait_for_selector("#night-select option[value='2024-03-14']", state="attached")
+    page.select_option("#night-select", "2024-03-14")
+    page.locator("td.name", has_text="0022_EG21_400M2_GG455.fits").click()
+    card = page.locator("#detail")
+    card.wait_for()
+    page.wait_for_function("Array.from(document.querySelectorAll('#detail img'))"
+                           ".filter(i => i.complete && i.naturalWidth > 0).length === 2")
+    text = card.inner_text()
+    sci = reduced_night["0022_EG21_400M2_GG455.fits"]
+    assert sci["calibrations"]["master_bias"]["file_name"] in text
+    assert "[3:24,1:948]" in text and "[26:2055,2:948]" in text and "cfzst_0022_EG21_400M2_GG455.fits" in text
+    page.close()

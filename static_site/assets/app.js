@@ -107,9 +107,13 @@
   // The card the paper's interface had: previews of the raw and reduced frame and
   // what went into the reduction.
   function renderDetail(f) {
+    document.getElementById("layout").classList.toggle("with-detail", !!f);
     if (!f) { detail.hidden = true; return; }
     detail.hidden = false;
-    const parts = [text("h2", f.file_name + " · " + (f.obstype || "") + " · " + f.status)];
+    const close = text("button", "×", "close");
+    close.title = "close";
+    close.addEventListener("click", function () { selected = null; render(); });
+    const parts = [close, text("h2", f.file_name + " · " + (f.obstype || "") + " · " + f.status)];
     if (f.error) parts.push(text("div", f.error, "error"));
     const previews = document.createElement("div");
     previews.className = "previews";
