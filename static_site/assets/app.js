@@ -117,9 +117,12 @@
     if (f.error) parts.push(text("div", f.error, "error"));
     const previews = document.createElement("div");
     previews.className = "previews";
-    const raw = product(f, "preview_raw"), red = product(f, "preview_reduced") || product(f, "preview");
+    const raw = product(f, "preview_raw");
+    const red = product(f, "preview_reduced"), quick = product(f, "quicklook"), other = product(f, "preview");
     if (raw) previews.appendChild(figure(raw, "raw"));
-    if (red) previews.appendChild(figure(red, f.reduced_file_name ? "reduced" : "preview"));
+    if (red) previews.appendChild(figure(red, "reduced"));
+    else if (quick) previews.appendChild(figure(quick, "quicklook: reduced, cosmic rays not yet cleaned"));
+    else if (other) previews.appendChild(figure(other, "preview"));
     parts.push(previews);
     const dl = document.createElement("dl");
     function row(label, value, cls) {
