@@ -10,23 +10,19 @@ file's item as `retrying`, and the queue retries it, then dead-letters it.
 """
 from __future__ import annotations
 
-import json
 import logging
 import posixpath
 import re
-from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 from functions import reduction
 from functions.api.chalicelib.index import (
-    FINAL_STATUSES, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCING, STATUS_RETRYING, STATUS_UNSUPPORTED, FileIndex,
+    FINAL_STATUSES, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCING, STATUS_RETRYING, STATUS_UNSUPPORTED,
     file_id_for,
 )
-from functions.api.chalicelib.settings import Settings
 from functions.core.calibrations import REDUCED_TYPES, bias_group, flat_group, reason_not_reducible
 from functions.core.classify import classify
-from functions.core.reduce import ReductionSettings
-from functions.reduction import ReductionConfig
+from functions.services import Services, sqs_batch
 from functions.core.fitsheader import HEADER_PROBE_BYTES, BadFrame, NeedMoreBytes, check_complete, parse_primary_header
 from functions.s3events import BadMessage, Ignored, ObjectCreated, parse_body
 
@@ -34,62 +30,11 @@ log = logging.getLogger("goodman_live.ingest")
 _NIGHT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-@dataclass
-class Services:
-    """What the functions need from the outside world, created once per warm worker."""
-    settings: Settings
-    s3: Any
-    sqs: Any
-    index: FileIndex
-    reduction: ReductionConfig
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "Services":
-        config = ReductionConfig(ReductionSettings.from_dict(json.loads(settings.reduction_overrides)),
-                                 window_days=settings.calibration_window_days)
-        return cls(settings, settings.client("s3"), settings.client("sqs"),
-                   FileIndex(settings.client("dynamodb"), settings.index_table), config)
-
-
-_services: Optional[Services] = None
-
-
-def _warm_services() -> Services:
-    global _services
-    if _services is None:
-        _services = Services.from_settings(Settings.from_env())
-    return _services
-
-
-def reset_services() -> None:
-    """Forget the warm clients (the local stack calls this when it changes endpoints)."""
-    global _services
-    _services = None
-
-
 def handler(event: Dict[str, Any], context: Any = None) -> Dict[str, Any]:
-    services = _warm_services()
-    failures = []
-    for record in event.get("Records", []):
-        attempt = int((record.get("attributes") or {}).get("ApproximateReceiveCount", 1))
-        try:
-            handle_message(record.get("body", ""), services, attempt)
-        except Exception:
-            log.exception("message %s failed on attempt %d", record.get("messageId"), attempt)
-            failures.append({"itemIdentifier": record["messageId"]})
-    return {"batchItemFailures": failures}
+    return sqs_batch(event, handle_message)
 
 
 def handle_message(body: Any, services: Services, attempt: int = 1) -> None:
-    task = _task(body)
-    if task is not None:
-        try:
-            reduction.handle_task(task, services, services.reduction)
-        except Exception as exc:
-            if task.get("file_id"):
-                _note_task_error(task["file_id"], services, f"attempt {attempt} failed: {type(exc).__name__}: {exc}")
-            raise
-        return
     try:
         events = parse_body(body)
     except BadMessage as exc:
@@ -107,18 +52,6 @@ def handle_message(body: Any, services: Services, attempt: int = 1) -> None:
             raise
 
 
-def _task(body: Any) -> Optional[Dict[str, Any]]:
-    """A work item the functions sent themselves, or None for anything else."""
-    if isinstance(body, str) and reduction.TASK_KEY in body:
-        try:
-            body = json.loads(body)
-        except json.JSONDecodeError:
-            return None
-    if isinstance(body, dict) and isinstance(body.get(reduction.TASK_KEY), dict):
-        return body[reduction.TASK_KEY]
-    return None
-
-
 def split_key(key: str, prefix: str) -> Tuple[Optional[str], str]:
     """(night, file name) from '{prefix}{night}/{file}'; night None if the key is elsewhere."""
     rest = key[len(prefix):] if prefix and key.startswith(prefix) else key
@@ -128,7 +61,7 @@ def split_key(key: str, prefix: str) -> Tuple[Optional[str], str]:
     return None, posixpath.basename(key)
 
 
-def _base_fields(event: ObjectCreated, settings: Settings) -> Dict[str, Any]:
+def _base_fields(event: ObjectCreated, settings) -> Dict[str, Any]:
     night, name = split_key(event.key, settings.raw_prefix)
     return {
         "file_id": file_id_for(event.bucket, event.key),
@@ -171,7 +104,7 @@ def ingest_object(event: ObjectCreated, services: Services) -> Dict[str, Any]:
     existing = index.get_file(fields["file_id"])
     if existing and existing.get("status") in FINAL_STATUSES and event.etag and existing.get("etag") == event.etag:
         log.info("already indexed: %s (%s)", event.key, existing["status"])
-        reduction.after_index(existing, services, services.reduction)  # idempotent: finishes what a crash left
+        _hand_over(existing, services)  # idempotent downstream: finishes what a crash left
         return existing
     try:
         data, total, etag = read_head(services.s3, event.bucket, event.key)
@@ -202,8 +135,15 @@ def ingest_object(event: ObjectCreated, services: Services) -> Dict[str, Any]:
                       bias_group=bias_group(info), flat_group=flat_group(info))
     index.record_file(fields)
     log.info("indexed %s as %s %s", event.key, info["obstype"], info["configuration"])
-    reduction.after_index(fields, services, services.reduction)
+    _hand_over(fields, services)
     return fields
+
+
+def _hand_over(item: Dict[str, Any], services: Services) -> None:
+    """Calibrations and reduction run on their own queue and workers, so a new file is
+    listed within a second however busy the reduction is."""
+    if item.get("status") not in (STATUS_FAILED, STATUS_UNSUPPORTED):
+        reduction.send_task(services, {"task": "after_index", "file_id": item["file_id"]})
 
 
 def product_key(night: str, file_name: str, product_name: str) -> str:
@@ -237,38 +177,18 @@ def note_retry(event: ObjectCreated, services: Services, error: str) -> None:
 
 def dlq_handler(event: Dict[str, Any], context: Any = None) -> Dict[str, Any]:
     """Lambda entry for the dead-letter queue: nothing the queue gave up on goes unexplained."""
-    services = _warm_services()
-    failures = []
-    for record in event.get("Records", []):
-        try:
-            dead_lettered(record.get("body", ""), services, services.settings.max_receive_count)
-        except BadMessage:
-            log.error("dead-lettered message %s is not an S3 notification", record.get("messageId"))
-        except Exception:
-            log.exception("could not record dead-lettered message %s", record.get("messageId"))
-            failures.append({"itemIdentifier": record["messageId"]})
-    return {"batchItemFailures": failures}
+    return sqs_batch(event, dead_lettered)
 
 
-def _note_task_error(file_id: str, services: Services, error: str) -> None:
-    try:
-        services.index.update_file(file_id, {"status": STATUS_RETRYING, "error": error})
-    except Exception:
-        log.exception("could not record the failure of a task on %s", file_id)
-
-
-def dead_lettered(body: Any, services: Services, receive_count: int) -> None:
+def dead_lettered(body: Any, services: Services, attempt: int = 1) -> None:
     """A message the queue gave up on: its files end `failed`, with the last error."""
-    task = _task(body)
-    if task is not None:
-        log.error("task gave up after %d deliveries: %s", receive_count, task)
-        existing = services.index.get_file(task["file_id"]) if task.get("file_id") else None
-        if existing and existing.get("status") not in FINAL_STATUSES:
-            services.index.update_file(task["file_id"], {
-                "status": STATUS_FAILED,
-                "error": f"gave up after {receive_count} deliveries; last error: {existing.get('error')}"})
+    receive_count = services.settings.max_receive_count
+    try:
+        events = parse_body(body)
+    except BadMessage:
+        log.error("a dead-lettered message is not an S3 notification: %.200s", body)
         return
-    for event in parse_body(body):
+    for event in events:
         if isinstance(event, Ignored):
             continue
         fields = _base_fields(event, services.settings)

@@ -13,20 +13,21 @@ import json
 import logging
 import time
 from datetime import datetime, timezone
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Dict, List, Optional
 
 from astropy.io import fits
 
 from functions.api.chalicelib.index import (
-    MASTER_READY, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCED, STATUS_REDUCING, STATUS_UNSUPPORTED,
-    file_id_for, iter_all_files,
+    FINAL_STATUSES, MASTER_READY, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCED, STATUS_REDUCING, STATUS_RETRYING,
+    STATUS_UNSUPPORTED, file_id_for, iter_all_files,
 )
 from functions.core import calibrations as cal
 from functions.core.ccd import Frame, put_name
 from functions.core.masters import make_master_bias, make_master_flat
 from functions.core.preview import png_preview
-from functions.core.reduce import Calibrations, ReductionSettings, UnsupportedFrame, reduce_frame
+from functions.core.reduce import Calibrations, UnsupportedFrame, reduce_frame
+from functions.services import ReductionConfig, Services, sqs_batch
 from functions.versions import GOODMAN_LIVE_VERSION, goodman_pipeline_version
 
 log = logging.getLogger("goodman_live.reduction")
@@ -39,12 +40,6 @@ LEASE_SECONDS = 120
 # arrive later, the rebuild waits this long so that a burst (31 biases uploaded
 # together) gives one new version, not one per frame.
 REBUILD_DELAY_SECONDS = 10
-
-
-@dataclass
-class ReductionConfig:
-    settings: ReductionSettings
-    window_days: int = 7
 
 
 # Masters never change once written: a warm worker keeps the ones it has read.
@@ -102,8 +97,59 @@ def after_index(item: Dict[str, Any], services, config: ReductionConfig) -> None
         reduce_file(item, services, config)
 
 
+def handler(event: Dict[str, Any], context: Any = None) -> Dict[str, Any]:
+    """Lambda entry for the reduction queue (task messages sent by the functions)."""
+    return sqs_batch(event, handle_message)
+
+
+def dlq_handler(event: Dict[str, Any], context: Any = None) -> Dict[str, Any]:
+    """Lambda entry for the reduction queue's dead letters: the file ends `failed`."""
+    return sqs_batch(event, dead_lettered)
+
+
+def parse_task(body: Any) -> Optional[Dict[str, Any]]:
+    try:
+        body = json.loads(body) if isinstance(body, str) else body
+    except json.JSONDecodeError:
+        return None
+    task = body.get(TASK_KEY) if isinstance(body, dict) else None
+    return task if isinstance(task, dict) else None
+
+
+def handle_message(body: Any, services: Services, attempt: int = 1) -> None:
+    task = parse_task(body)
+    if task is None:
+        log.error("dropping a message that is not a task: %.200s", body)
+        return
+    try:
+        handle_task(task, services, services.reduction)
+    except Exception as exc:
+        if task.get("file_id"):
+            try:
+                services.index.update_file(task["file_id"], {
+                    "status": STATUS_RETRYING, "error": f"attempt {attempt} failed: {type(exc).__name__}: {exc}"})
+            except Exception:
+                log.exception("could not record the failure on %s", task["file_id"])
+        raise
+
+
+def dead_lettered(body: Any, services: Services, attempt: int = 1) -> None:
+    task = parse_task(body) or {}
+    log.error("task gave up after %d deliveries: %s", services.settings.max_receive_count, task)
+    existing = services.index.get_file(task["file_id"]) if task.get("file_id") else None
+    if existing and existing.get("status") not in FINAL_STATUSES:
+        services.index.update_file(task["file_id"], {
+            "status": STATUS_FAILED,
+            "error": f"gave up after {services.settings.max_receive_count} deliveries; "
+                     f"last error: {existing.get('error')}"})
+
+
 def handle_task(task: Dict[str, Any], services, config: ReductionConfig) -> None:
-    if task.get("task") == "reduce":
+    if task.get("task") == "after_index":
+        item = services.index.get_file(task["file_id"])
+        if item:
+            after_index(item, services, config)
+    elif task.get("task") == "reduce":
         item = services.index.get_file(task["file_id"])
         if item:
             reduce_file(item, services, config)

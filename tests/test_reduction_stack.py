@@ -44,9 +44,10 @@ def _settle(system, api, night, timeout=120):
 
 @pytest.fixture(scope="module")
 def extra_workers(system):
-    """Two more workers on the queue (four in all) for the racing tests."""
+    """Two more reduction workers (four in all) for the racing tests."""
     sqs = system.stack.client("sqs")
-    poller = QueuePoller(sqs, system.stack.queue_url, system.pollers[0].handler, "ingest-extra", workers=2).start()
+    poller = QueuePoller(sqs, system.stack.reduce_queue_url, system.poller("reduce").handler, "reduce-extra",
+                         workers=2).start()
     yield
     poller.stop()
 

@@ -71,6 +71,8 @@ class LocalStack:
     endpoint_url: Optional[str] = None
     queue_url: Optional[str] = None
     dlq_url: Optional[str] = None
+    reduce_queue_url: Optional[str] = None
+    reduce_dlq_url: Optional[str] = None
 
     def start(self) -> "LocalStack":
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -94,7 +96,7 @@ class LocalStack:
         env = dict(LOCAL_CREDENTIALS)
         env.update(stackdef.environment(self.definition))
         env.update(AWS_ENDPOINT_URL=self.endpoint_url, AWS_DEFAULT_REGION=self.region, AWS_REGION=self.region,
-                   WORK_QUEUE_URL=self.queue_url)
+                   WORK_QUEUE_URL=self.reduce_queue_url)
         return env
 
     def export_environment(self) -> None:
@@ -111,15 +113,8 @@ class LocalStack:
         s3, sqs, ddb = self.client("s3"), self.client("sqs"), self.client("dynamodb")
         for bucket in (d["raw_bucket"]["name"], d["products_bucket"]["name"]):
             s3.create_bucket(Bucket=bucket)
-        q = d["ingest_queue"]
-        self.dlq_url = sqs.create_queue(QueueName=q["dead_letter_queue"],
-                                        Attributes={"MessageRetentionPeriod": str(q["retention_seconds"])})["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self.queue_url = sqs.create_queue(QueueName=q["name"], Attributes={
-            "VisibilityTimeout": str(self.visibility_timeout),
-            "MessageRetentionPeriod": str(q["retention_seconds"]),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": q["max_receive_count"]}),
-        })["QueueUrl"]
+        self.queue_url, self.dlq_url = self._queue_pair(sqs, d["ingest_queue"])
+        self.reduce_queue_url, self.reduce_dlq_url = self._queue_pair(sqs, d["reduce_queue"])
         queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         s3.put_bucket_notification_configuration(Bucket=d["raw_bucket"]["name"], NotificationConfiguration={
             "QueueConfigurations": [{
@@ -128,3 +123,15 @@ class LocalStack:
             }]
         })
         ddb.create_table(**stackdef.table_create_kwargs(d))
+
+    def _queue_pair(self, sqs, q: Dict[str, Any]):
+        """A queue and its dead-letter queue, joined by the redrive policy."""
+        dlq = sqs.create_queue(QueueName=q["dead_letter_queue"],
+                               Attributes={"MessageRetentionPeriod": str(q["retention_seconds"])})["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        url = sqs.create_queue(QueueName=q["name"], Attributes={
+            "VisibilityTimeout": str(self.visibility_timeout),
+            "MessageRetentionPeriod": str(q["retention_seconds"]),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": q["max_receive_count"]}),
+        })["QueueUrl"]
+        return url, dlq

@@ -30,22 +30,27 @@ class EmbeddedSystem:
 
     # The handlers are imported only once the environment points at the stack, as
     # Lambda imports them only in a configured environment.
-    def start(self, ingest_handler=None) -> "EmbeddedSystem":
+    def start(self) -> "EmbeddedSystem":
         self.stack.start()
         self.stack.export_environment()
-        from functions import ingest
+        from functions import ingest, reduction, services
         from static_site.build import build
 
-        ingest.reset_services()
-        d = self.stack.definition
-        sqs = self.stack.client("sqs")
-        q = d["ingest_queue"]
+        services.reset_services()
+        d, sqs, region = self.stack.definition, self.stack.client("sqs"), self.stack.region
+        ingest_fn, reduce_fn = d["ingest_function"], d["reduce_function"]
+        # Like two Lambda functions: a light one that lists files as they land, and the
+        # heavy reduction on its own queue, so a busy reduction never delays a listing.
         self.pollers = [
-            QueuePoller(sqs, self.stack.queue_url, ingest_handler or ingest.handler, "ingest",
-                        workers=self.workers, batch_size=d["ingest_function"]["batch_size"],
-                        timeout_seconds=d["ingest_function"]["timeout_seconds"], region=self.stack.region).start(),
-            QueuePoller(sqs, self.stack.dlq_url, ingest.dlq_handler, "ingest-dlq", workers=1,
-                        region=self.stack.region).start(),
+            QueuePoller(sqs, self.stack.queue_url, ingest.handler, "ingest", workers=2,
+                        batch_size=ingest_fn["batch_size"], timeout_seconds=ingest_fn["timeout_seconds"],
+                        region=region).start(),
+            QueuePoller(sqs, self.stack.dlq_url, ingest.dlq_handler, "ingest-dlq", workers=1, region=region).start(),
+            QueuePoller(sqs, self.stack.reduce_queue_url, reduction.handler, "reduce", workers=self.workers,
+                        batch_size=reduce_fn["batch_size"], timeout_seconds=reduce_fn["timeout_seconds"],
+                        region=region).start(),
+            QueuePoller(sqs, self.stack.reduce_dlq_url, reduction.dlq_handler, "reduce-dlq", workers=1,
+                        region=region).start(),
         ]
         if self.static_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="goodman-live-site-")
@@ -83,6 +88,9 @@ class EmbeddedSystem:
 
     def idle(self) -> bool:
         return all(p.idle() for p in self.pollers)
+
+    def poller(self, name: str) -> QueuePoller:
+        return next(p for p in self.pollers if p.name == name)
 
     def sync_agent_command(self, watch_dir: Path, state_dir: Path, *extra: str) -> List[str]:
         return [sys.executable, "-m", "sync_agent", "--watch", str(watch_dir), "--bucket", self.raw_bucket,
