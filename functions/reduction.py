@@ -1,10 +1,11 @@
-"""Calibrations and 2-D reduction as the frames arrive.
+"""Calibrations and 2-D reduction as the frames arrive: the reduction function.
 
-The ingest handler calls `after_index` for every indexed frame; task messages on the
-same queue (`{"goodman_live_task": ...}`) carry the work that a new calibration makes
-possible. Everything here is idempotent: a master version is named by the frames in
-it and built by the one worker whose conditional claim succeeds; a frame is reduced
-again only when a better calibration than the one it used exists.
+It works through task messages (`{"goodman_live_task": ...}`) on its own queue: the
+ingest function sends `after_index` for every frame it lists; a new master sends
+`master` (flats that waited for a bias) and `reduce` (frames that waited for it).
+Everything here is idempotent: a master version is named by the frames in it and
+built by the one worker whose conditional claim succeeds; a frame is reduced again
+only when a better calibration than the one it used exists.
 """
 from __future__ import annotations
 
@@ -92,6 +93,8 @@ def after_index(item: Dict[str, Any], services, config: ReductionConfig) -> None
         return
     obstype = item.get("obstype")
     if obstype in (cal.BIAS, cal.FLAT):
+        if item.get("status") == STATUS_RETRYING:  # an earlier attempt failed; this one may not
+            services.index.update_file(item["file_id"], {"status": STATUS_INDEXED, "error": None})
         build_master_if_ready(obstype, item["night"], cal.group_of(obstype, item), services, config)
     elif obstype in cal.REDUCED_TYPES:
         reduce_file(item, services, config)
