@@ -206,35 +206,25 @@ def reduce_frame(data: np.ndarray, header: fits.Header, obstype: str, camera: st
                     frame = timed(step, ccd.trim, frame, slit, "GSP_SLIT")
                     report["slit_trim_section"] = slit
                     ran(step)
-        elif step == "bias":
-            if settings.ignore_bias:
-                skip(step, "ignore_bias setting")
+        elif step in ("bias", "flat"):
+            is_bias = step == "bias"
+            ignored = settings.ignore_bias if is_bias else settings.ignore_flats
+            master = bias if is_bias else flat
+            what = "master bias" if is_bias else "master flat"
+            if ignored:
+                skip(step, f"{'ignore_bias' if is_bias else 'ignore_flats'} setting")
                 continue
-            if bias is None:
-                skip(step, "no master bias for this configuration")
+            if master is None:
+                skip(step, f"no {what} for this configuration")
                 continue
-            mb = bias
             if "slit" in report["steps_run"]:
-                mb = ccd.trim(bias, slit, "GSP_SLIT")
-            if mb.data.shape != frame.data.shape:
-                skip(step, f"master bias shape {mb.data.shape} does not match the frame's {frame.data.shape}")
+                master = ccd.trim(master, slit, "GSP_SLIT")
+            if master.data.shape != frame.data.shape:
+                skip(step, f"{what} shape {master.data.shape} does not match the frame's {frame.data.shape}")
                 continue
-            frame = timed(step, ccd.subtract_bias, frame, mb, calibrations.master_bias_name or "master_bias")
-            ran(step)
-        elif step == "flat":
-            if settings.ignore_flats:
-                skip(step, "ignore_flats setting")
-                continue
-            if flat is None:
-                skip(step, "no master flat for this configuration")
-                continue
-            mf = flat
-            if "slit" in report["steps_run"]:
-                mf = ccd.trim(flat, slit, "GSP_SLIT")
-            if mf.data.shape != frame.data.shape:
-                skip(step, f"master flat shape {mf.data.shape} does not match the frame's {frame.data.shape}")
-                continue
-            frame = timed(step, ccd.divide_flat, frame, mf, calibrations.master_flat_name or "master_flat")
+            apply = ccd.subtract_bias if is_bias else ccd.divide_flat
+            name = calibrations.master_bias_name if is_bias else calibrations.master_flat_name
+            frame = timed(step, apply, frame, master, name or what.replace(" ", "_"))
             ran(step)
         elif step == "cosmic":
             method = settings.cosmic_ray_rejection
