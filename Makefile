@@ -33,7 +33,7 @@ replay-real: $(STAMP)
 	$(PY) -m infra.local replay ../shared/data/real/jsreding_930_20180203 --out out/jsreding_930_20180203
 
 bench: $(STAMP)
-	$(PY) benchmarks/latency.py --cadence 3
+	$(PY) benchmarks/latency.py
 	$(PY) benchmarks/ccd.py
 
 clean:

@@ -9,7 +9,7 @@ Two paths are measured in one run, on one embedded stack:
             no settle time): what the storage-event path costs on its own
 The difference is the price of the sync agent's folder polling and settle time.
 
-    .venv/bin/python benchmarks/latency.py [--frames 36] [--cadence 0.5]
+    .venv/bin/python benchmarks/latency.py [--frames 36] [--cadence 3]
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def run_path(system: EmbeddedSystem, name: str, night: str, frames: int, cadence
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=36)
-    parser.add_argument("--cadence", type=float, default=0.5, help="seconds between file closes")
+    parser.add_argument("--cadence", type=float, default=3.0, help="seconds between file closes")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
