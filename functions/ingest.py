@@ -15,16 +15,15 @@ import posixpath
 import re
 from typing import Any, Dict, Optional, Tuple
 
-from functions import reduction
 from functions.api.chalicelib.index import (
     FINAL_STATUSES, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCING, STATUS_RETRYING, STATUS_UNSUPPORTED,
     file_id_for,
 )
 from functions.core.calibrations import REDUCED_TYPES, bias_group, flat_group, reason_not_reducible
 from functions.core.classify import classify
-from functions.services import Services, sqs_batch
 from functions.core.fitsheader import HEADER_PROBE_BYTES, BadFrame, NeedMoreBytes, check_complete, parse_primary_header
 from functions.s3events import BadMessage, Ignored, ObjectCreated, parse_body
+from functions.services import Services, send_task, sqs_batch
 
 log = logging.getLogger("goodman_live.ingest")
 _NIGHT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -143,7 +142,7 @@ def _hand_over(item: Dict[str, Any], services: Services) -> None:
     """Calibrations and reduction run on their own queue and workers, so a new file is
     listed within a second however busy the reduction is."""
     if item.get("status") not in (STATUS_FAILED, STATUS_UNSUPPORTED):
-        reduction.send_task(services, {"task": "after_index", "file_id": item["file_id"]})
+        send_task(services, {"task": "after_index", "file_id": item["file_id"]})
 
 
 def product_key(night: str, file_name: str, product_name: str) -> str:

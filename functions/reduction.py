@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from datetime import datetime, timezone
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional
 
 from astropy.io import fits
@@ -27,12 +27,32 @@ from functions.core import calibrations as cal
 from functions.core.ccd import Frame, put_name
 from functions.core.masters import make_master_bias, make_master_flat
 from functions.core.preview import png_preview
-from functions.core.reduce import Calibrations, UnsupportedFrame, reduce_frame
-from functions.services import ReductionConfig, Services, sqs_batch
+from functions.core.reduce import Calibrations, ReductionSettings, UnsupportedFrame, reduce_frame
+from functions.services import TASK_KEY, Services, send_task, sqs_batch
 from functions.versions import GOODMAN_LIVE_VERSION, goodman_pipeline_version
 
 log = logging.getLogger("goodman_live.reduction")
-TASK_KEY = "goodman_live_task"
+
+
+@dataclass(frozen=True)
+class ReductionConfig:
+    settings: ReductionSettings
+    window_days: int = 7
+
+    @classmethod
+    def from_settings(cls, settings) -> "ReductionConfig":
+        return cls(ReductionSettings.from_dict(json.loads(settings.reduction_overrides)),
+                   window_days=settings.calibration_window_days)
+
+
+_configs: Dict[Any, ReductionConfig] = {}
+
+
+def config_for(services: Services) -> ReductionConfig:
+    """The reduction settings of this deployment, parsed once per warm worker."""
+    if services.settings not in _configs:
+        _configs[services.settings] = ReductionConfig.from_settings(services.settings)
+    return _configs[services.settings]
 
 
 # How long a master build may take before another worker may take it over.
@@ -73,11 +93,6 @@ def _put(services, key: str, body: bytes, content_type: str) -> Dict[str, Any]:
 def _stamp(header: fits.Header) -> None:
     header["GSP_VERS"] = (goodman_pipeline_version(), "goodman-pipeline version")
     header["GLV_VERS"] = (GOODMAN_LIVE_VERSION, "Goodman Live version")
-
-
-def send_task(services, task: Dict[str, Any], delay: int = 0) -> None:
-    services.sqs.send_message(QueueUrl=services.settings.work_queue_url, MessageBody=json.dumps({TASK_KEY: task}),
-                              DelaySeconds=max(0, min(int(delay), 900)))
 
 
 def _seconds_until(iso: Optional[str]) -> int:
@@ -125,7 +140,7 @@ def handle_message(body: Any, services: Services, attempt: int = 1) -> None:
         log.error("dropping a message that is not a task: %.200s", body)
         return
     try:
-        handle_task(task, services, services.reduction)
+        handle_task(task, services, config_for(services))
     except Exception as exc:
         if task.get("file_id"):
             try:

@@ -1,5 +1,8 @@
-"""What the functions need from the outside world, created once per warm worker, and
-the SQS batch loop both queue handlers share."""
+"""What the functions need from the outside world, created once per warm worker, the
+SQS batch loop both queue handlers share, and the task messages between them.
+
+Light on purpose: the ingest function imports it, and must not pay for the reduction
+stack (numpy, scipy, astroscrappy) it never uses."""
 from __future__ import annotations
 
 import json
@@ -9,15 +12,8 @@ from typing import Any, Callable, Dict, Optional
 
 from functions.api.chalicelib.index import FileIndex
 from functions.api.chalicelib.settings import Settings
-from functions.core.reduce import ReductionSettings
-
 log = logging.getLogger("goodman_live.functions")
-
-
-@dataclass(frozen=True)
-class ReductionConfig:
-    settings: ReductionSettings
-    window_days: int = 7
+TASK_KEY = "goodman_live_task"
 
 
 @dataclass
@@ -26,14 +22,17 @@ class Services:
     s3: Any
     sqs: Any
     index: FileIndex
-    reduction: ReductionConfig
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Services":
-        config = ReductionConfig(ReductionSettings.from_dict(json.loads(settings.reduction_overrides)),
-                                 window_days=settings.calibration_window_days)
         return cls(settings, settings.client("s3"), settings.client("sqs"),
-                   FileIndex(settings.client("dynamodb"), settings.index_table), config)
+                   FileIndex(settings.client("dynamodb"), settings.index_table))
+
+
+def send_task(services: Services, task: Dict[str, Any], delay: int = 0) -> None:
+    """Work for the reduction function, on its queue (SQS allows up to 900 s of delay)."""
+    services.sqs.send_message(QueueUrl=services.settings.work_queue_url, MessageBody=json.dumps({TASK_KEY: task}),
+                              DelaySeconds=max(0, min(int(delay), 900)))
 
 
 _services: Optional[Services] = None
