@@ -1,0 +1,128 @@
+"""The AWS SAM template, generated from infra/stack.json: the same queues, dead-letter
+queues, table and notification the embedded stack builds, so the two cannot drift.
+
+    .venv/bin/python -m infra.sam            # rewrites infra/template.json
+    sam build -t infra/template.json && sam deploy --guided
+
+Bucket names get the stack name and account id (S3 names are global); everything
+else keeps the definition's settings. The API is added by
+`chalice package --merge-template infra/template.json` (see README).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Dict
+
+from infra import definition as stackdef
+
+TEMPLATE_FILE = Path(__file__).with_name("template.json")
+RUNTIME = "python3.11"
+
+
+def _bucket_name(suffix: str) -> Dict[str, Any]:
+    return {"Fn::Sub": "${AWS::StackName}-" + suffix + "-${AWS::AccountId}"}
+
+
+def _queue_pair(name: str, q: Dict[str, Any], lambda_timeout: int) -> Dict[str, Any]:
+    dlq = name + "DeadLetterQueue"
+    # AWS's advice for SQS event sources: visibility at least six times the function timeout.
+    visibility = max(q["visibility_timeout_seconds"], 6 * lambda_timeout)
+    return {
+        dlq: {"Type": "AWS::SQS::Queue", "Properties": {"MessageRetentionPeriod": q["retention_seconds"]}},
+        name: {"Type": "AWS::SQS::Queue", "Properties": {
+            "VisibilityTimeout": visibility,
+            "MessageRetentionPeriod": q["retention_seconds"],
+            "ReceiveMessageWaitTimeSeconds": q["receive_wait_seconds"],
+            "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]},
+                              "maxReceiveCount": q["max_receive_count"]},
+        }},
+    }
+
+
+def _function(handler: str, timeout: int, memory: int, queue: str, batch: int, policies, env) -> Dict[str, Any]:
+    return {"Type": "AWS::Serverless::Function", "Properties": {
+        "Handler": handler, "Runtime": RUNTIME, "CodeUri": "..", "Timeout": timeout, "MemorySize": memory,
+        "Environment": {"Variables": env}, "Policies": policies,
+        "Events": {"Queue": {"Type": "SQS", "Properties": {
+            "Queue": {"Fn::GetAtt": [queue, "Arn"]}, "BatchSize": batch,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"]}}},
+    }}
+
+
+def build_template(d: Dict[str, Any]) -> Dict[str, Any]:
+    ingest_fn, reduce_fn = d["ingest_function"], d["reduce_function"]
+    names = stackdef.environment(d)
+    env = {
+        "RAW_BUCKET": {"Ref": "RawBucket"}, "RAW_PREFIX": names["RAW_PREFIX"],
+        "PRODUCTS_BUCKET": {"Ref": "ProductsBucket"}, "INDEX_TABLE": {"Ref": "IndexTable"},
+        "MAX_RECEIVE_COUNT": names["MAX_RECEIVE_COUNT"], "WORK_QUEUE_URL": {"Ref": "ReduceQueue"},
+    }
+    policies = [
+        {"S3ReadPolicy": {"BucketName": _bucket_name("raw")}},
+        {"S3CrudPolicy": {"BucketName": _bucket_name("products")}},
+        {"DynamoDBCrudPolicy": {"TableName": {"Ref": "IndexTable"}}},
+        {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["ReduceQueue", "QueueName"]}}},
+    ]
+    table = stackdef.table_create_kwargs(d)
+    table.pop("TableName")
+    resources: Dict[str, Any] = {
+        "RawBucket": {"Type": "AWS::S3::Bucket", "DependsOn": "IngestQueuePolicy", "Properties": {
+            "BucketName": _bucket_name("raw"),
+            "NotificationConfiguration": {"QueueConfigurations": [{
+                "Event": "s3:ObjectCreated:*", "Queue": {"Fn::GetAtt": ["IngestQueue", "Arn"]},
+                "Filter": {"S3Key": {"Rules": [{"Name": "prefix", "Value": d["raw_bucket"]["prefix"]}]}},
+            }]},
+        }},
+        "ProductsBucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": _bucket_name("products")}},
+        # S3 may send to the queue only for this stack's raw bucket (its ARN is built from
+        # the name, not referenced, which would make a cycle).
+        "IngestQueuePolicy": {"Type": "AWS::SQS::QueuePolicy", "Properties": {
+            "Queues": [{"Ref": "IngestQueue"}],
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
+                "Resource": {"Fn::GetAtt": ["IngestQueue", "Arn"]},
+                "Condition": {"ArnLike": {"aws:SourceArn": {
+                    "Fn::Sub": "arn:${AWS::Partition}:s3:::${AWS::StackName}-raw-${AWS::AccountId}"}},
+                    "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+            }]},
+        }},
+        "IndexTable": {"Type": "AWS::DynamoDB::Table", "Properties": table},
+        "IngestFunction": _function(ingest_fn["handler"], ingest_fn["timeout_seconds"], 512, "IngestQueue",
+                                    ingest_fn["batch_size"], policies, env),
+        "IngestDeadLetterFunction": _function(ingest_fn["dlq_handler"], 30, 256, "IngestQueueDeadLetterQueue", 10,
+                                              policies, env),
+        "ReduceFunction": _function(reduce_fn["handler"], reduce_fn["timeout_seconds"], reduce_fn["memory_mb"],
+                                    "ReduceQueue", reduce_fn["batch_size"], policies, env),
+        "ReduceDeadLetterFunction": _function(reduce_fn["dlq_handler"], 30, 256, "ReduceQueueDeadLetterQueue", 10,
+                                              policies, env),
+    }
+    resources.update(_queue_pair("IngestQueue", d["ingest_queue"], ingest_fn["timeout_seconds"]))
+    resources.update(_queue_pair("ReduceQueue", d["reduce_queue"], reduce_fn["timeout_seconds"]))
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Transform": "AWS::Serverless-2016-10-31",
+        "Description": "Goodman Live: generated from infra/stack.json by python -m infra.sam; do not edit.",
+        "Resources": dict(sorted(resources.items())),
+        "Outputs": {k: {"Value": {"Ref": v}} for k, v in (
+            ("RawBucketName", "RawBucket"), ("ProductsBucketName", "ProductsBucket"),
+            ("IndexTableName", "IndexTable"), ("ReduceQueueUrl", "ReduceQueue"))},
+    }
+
+
+def render(d: Dict[str, Any]) -> str:
+    return json.dumps(build_template(d), indent=2) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.sam")
+    parser.add_argument("--out", default=str(TEMPLATE_FILE))
+    args = parser.parse_args(argv)
+    Path(args.out).write_text(render(stackdef.load()))
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
