@@ -20,8 +20,7 @@ def context(api_base: str = "", poll_seconds: float = 1.5) -> Dict[str, Any]:
         "title": "Goodman Live",
         "api_base": api_base.rstrip("/"),
         "poll_ms": int(poll_seconds * 1000),
-        "statuses": ["received", "retrying", "indexed", "failed"],
-        "obstypes": ["BIAS", "FLAT", "COMP", "OBJECT", "DARK", "FOCUS", "UNKNOWN"],
+        "obstypes": ["BIAS", "FLAT", "COMP", "OBJECT", "MASTER_BIAS", "MASTER_FLAT", "DARK", "FOCUS", "UNKNOWN"],
     }
 
 

@@ -27,7 +27,6 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 # Statuses a raw file can be in. A file in a FINAL status needs no further work until
 # something new happens to it (a new upload, a calibration it waited for, a
 # re-reduction request).
-STATUS_RECEIVED = "received"
 STATUS_RETRYING = "retrying"
 STATUS_REDUCING = "reducing"        # indexed; its reduction is pending or running
 STATUS_INDEXED = "indexed"          # indexed; nothing more to do for it alone (bias, flat)
