@@ -58,7 +58,6 @@ class QueuePoller:
         self._threads: List[threading.Thread] = []
         self._busy = 0
         self._lock = threading.Lock()
-        self.invocations = 0
 
     def start(self) -> "QueuePoller":
         for i in range(self.workers):
@@ -103,7 +102,6 @@ class QueuePoller:
             if done:
                 self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
-            self.invocations += 1
             return len(messages)
         finally:
             beating.set()
