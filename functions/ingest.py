@@ -19,11 +19,14 @@ from functions.api.chalicelib.index import (
     FINAL_STATUSES, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCING, STATUS_RETRYING, STATUS_UNSUPPORTED,
     file_id_for,
 )
-from functions.core.calibrations import REDUCED_TYPES, bias_group, flat_group, reason_not_reducible
+from functions.core.calibrations import REDUCED_TYPES, reason_not_reducible
 from functions.core.classify import classify
-from functions.core.fitsheader import HEADER_PROBE_BYTES, BadFrame, NeedMoreBytes, check_complete, parse_primary_header
+from functions.core.fitsheader import (
+    HEADER_PROBE_BYTES, BadFrame, NeedMoreBytes, check_complete, header_end, parse_primary_header,
+)
 from functions.s3events import BadMessage, Ignored, ObjectCreated, parse_body
-from functions.services import Services, send_task, sqs_batch
+from functions.products import product_key, put_product, stem_of
+from functions.services import Services, gave_up, send_task, sqs_batch
 
 log = logging.getLogger("goodman_live.ingest")
 _NIGHT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -88,12 +91,15 @@ def read_head(s3, bucket: str, key: str) -> Tuple[bytes, int, Optional[str]]:
         total = int(content_range.rsplit("/", 1)[1]) if "/" in content_range else int(resp["ContentLength"])
         etag = (resp.get("ETag") or "").strip('"') or None
         try:
-            parse_primary_header(data, total)
-            return data, total, etag
+            end = header_end(data, total)
         except NeedMoreBytes as more:
             want = more.needed
+            continue
         except BadFrame:
+            return data, total, etag  # ingest_object records why
+        if len(data) >= min(end, total):
             return data, total, etag
+        want = end
 
 
 def ingest_object(event: ObjectCreated, services: Services) -> Dict[str, Any]:
@@ -130,8 +136,7 @@ def ingest_object(event: ObjectCreated, services: Services) -> Dict[str, Any]:
     if why_not:
         fields.update(status=STATUS_UNSUPPORTED, error=why_not)
     else:
-        fields.update(status=STATUS_REDUCING if info["obstype"] in REDUCED_TYPES else STATUS_INDEXED, error=None,
-                      bias_group=bias_group(info), flat_group=flat_group(info))
+        fields.update(status=STATUS_REDUCING if info["obstype"] in REDUCED_TYPES else STATUS_INDEXED, error=None)
     index.record_file(fields)
     log.info("indexed %s as %s %s", event.key, info["obstype"], info["configuration"])
     _hand_over(fields, services)
@@ -145,31 +150,31 @@ def _hand_over(item: Dict[str, Any], services: Services) -> None:
         send_task(services, {"task": "after_index", "file_id": item["file_id"]})
 
 
-def product_key(night: str, file_name: str, product_name: str) -> str:
-    stem = file_name.rsplit(".", 1)[0]
-    return f"{night}/{stem}/{product_name}"
-
-
 def write_header_product(services: Services, fields: Dict[str, Any], header) -> Dict[str, Any]:
     """The raw primary header as text: what observers open first when a frame looks odd."""
-    name = fields["file_name"].rsplit(".", 1)[0] + ".header.txt"
-    key = product_key(fields["night"], fields["file_name"], name)
+    name = stem_of(fields["file_name"]) + ".header.txt"
     body = header.tostring(sep="\n", endcard=True, padding=False).encode("ascii", "replace")
-    services.s3.put_object(Bucket=services.settings.products_bucket, Key=key, Body=body,
-                           ContentType="text/plain; charset=us-ascii")
-    return {"file_name": name, "kind": "header", "bucket": services.settings.products_bucket,
-            "key": key, "size": len(body), "content_type": "text/plain"}
+    return put_product(services, product_key(fields["night"], fields["file_name"], name), name, "header", body,
+                       "text/plain")
+
+
+def _mark(event: ObjectCreated, services: Services, status: str, error_for) -> None:
+    """Set a file's status, creating its item if work failed before it was indexed.
+    `error_for(existing item)` gives the error text, or None to leave the item alone."""
+    fields = _base_fields(event, services.settings)
+    existing = services.index.get_file(fields["file_id"]) or {}
+    error = error_for(existing)
+    if error is None:
+        return
+    merged = {**existing, **{k: v for k, v in fields.items() if v is not None}, "status": status, "error": error}
+    services.index.record_file(merged)
 
 
 def note_retry(event: ObjectCreated, services: Services, error: str) -> None:
     """Say on the file's item that work on it failed and will be retried (best effort:
     the index itself may be what is down)."""
     try:
-        fields = _base_fields(event, services.settings)
-        existing = services.index.get_file(fields["file_id"]) or {}
-        fields = {**existing, **{k: v for k, v in fields.items() if v is not None}}
-        fields.update(status=STATUS_RETRYING, error=error)
-        services.index.record_file(fields)
+        _mark(event, services, STATUS_RETRYING, lambda existing: error)
     except Exception:
         log.exception("could not record the retry of %s", event.key)
 
@@ -188,14 +193,6 @@ def dead_lettered(body: Any, services: Services, attempt: int = 1) -> None:
         log.error("a dead-lettered message is not an S3 notification: %.200s", body)
         return
     for event in events:
-        if isinstance(event, Ignored):
-            continue
-        fields = _base_fields(event, services.settings)
-        existing = services.index.get_file(fields["file_id"]) or {}
-        if existing.get("status") in FINAL_STATUSES:
-            continue
-        last = existing.get("error") or "no error was recorded"
-        merged = {**existing, **{k: v for k, v in fields.items() if v is not None}}
-        merged.update(status=STATUS_FAILED,
-                      error=f"gave up after {receive_count} deliveries; last error: {last}")
-        services.index.record_file(merged)
+        if not isinstance(event, Ignored):
+            _mark(event, services, STATUS_FAILED, lambda existing: None if existing.get("status") in FINAL_STATUSES
+                  else gave_up(receive_count, existing.get("error")))

@@ -28,7 +28,8 @@ from functions.core.ccd import Frame, put_name
 from functions.core.masters import make_master_bias, make_master_flat
 from functions.core.preview import png_preview
 from functions.core.reduce import Calibrations, ReductionSettings, UnsupportedFrame, reduce_frame
-from functions.services import TASK_KEY, Services, send_task, sqs_batch
+from functions.products import product_key, put_product, stem_of
+from functions.services import TASK_KEY, Services, gave_up, send_task, sqs_batch
 from functions.versions import GOODMAN_LIVE_VERSION, goodman_pipeline_version
 
 log = logging.getLogger("goodman_live.reduction")
@@ -83,11 +84,6 @@ def _fits_bytes(frame: Frame) -> bytes:
     buf = io.BytesIO()
     fits.PrimaryHDU(data=frame.data, header=frame.header).writeto(buf, output_verify="silentfix")
     return buf.getvalue()
-
-
-def _put(services, key: str, body: bytes, content_type: str) -> Dict[str, Any]:
-    services.s3.put_object(Bucket=services.settings.products_bucket, Key=key, Body=body, ContentType=content_type)
-    return {"bucket": services.settings.products_bucket, "key": key, "size": len(body), "content_type": content_type}
 
 
 def _stamp(header: fits.Header) -> None:
@@ -157,9 +153,7 @@ def dead_lettered(body: Any, services: Services, attempt: int = 1) -> None:
     existing = services.index.get_file(task["file_id"]) if task.get("file_id") else None
     if existing and existing.get("status") not in FINAL_STATUSES:
         services.index.update_file(task["file_id"], {
-            "status": STATUS_FAILED,
-            "error": f"gave up after {services.settings.max_receive_count} deliveries; "
-                     f"last error: {existing.get('error')}"})
+            "status": STATUS_FAILED, "error": gave_up(services.settings.max_receive_count, existing.get("error"))})
 
 
 def handle_task(task: Dict[str, Any], services, config: ReductionConfig) -> None:
@@ -179,9 +173,9 @@ def handle_task(task: Dict[str, Any], services, config: ReductionConfig) -> None
 
 # ---- masters ------------------------------------------------------------------------
 def _members(kind: str, night: str, group: str, services) -> List[Dict[str, Any]]:
+    # Only reducible frames are `indexed` (ingest marks the others `unsupported`).
     return [f for f in iter_all_files(services.index, night, kind)
-            if f.get("status") == STATUS_INDEXED and cal.group_of(kind, f) == group
-            and not cal.reason_not_reducible(f)]
+            if f.get("status") == STATUS_INDEXED and cal.group_of(kind, f) == group]
 
 
 def find_master(kind: str, group: str, night: str, services, config: ReductionConfig) -> Optional[Dict[str, Any]]:
@@ -259,10 +253,10 @@ def _build_master(kind, group, night, members, bias, services, config) -> Dict[s
         fields.update(slit_section=slit, master_bias=bias["file_name"] if bias else None)
     _stamp(frame.header)
     key = f"{night}/masters/{name}"
-    fits_product = {"file_name": name, "kind": "master", **_put(services, key, _fits_bytes(frame), "application/fits")}
-    png_name = name[:-5] + ".png"
-    preview = {"file_name": png_name, "kind": "preview",
-               **_put(services, f"{night}/masters/{png_name}", png_preview(frame.data), "image/png")}
+    fits_product = put_product(services, key, name, "master", _fits_bytes(frame), "application/fits")
+    png_name = stem_of(name) + ".png"
+    preview = put_product(services, f"{night}/masters/{png_name}", png_name, "preview", png_preview(frame.data),
+                          "image/png")
     fields.update(bucket=fits_product["bucket"], key=key, products=[fits_product, preview],
                   cpu_seconds=round(time.process_time() - started, 3))
     return {k: v for k, v in fields.items() if v is not None}
@@ -285,13 +279,13 @@ def trigger_dependents(kind: str, night: str, group: str, services) -> None:
     frames reduced without this kind of calibration or with one from another night."""
     if kind == cal.BIAS:
         flat_groups = {cal.flat_group(f) for f in iter_all_files(services.index, night, cal.FLAT)
-                       if not cal.reason_not_reducible(f) and cal.bias_group(f) == group}
+                       if f.get("status") == STATUS_INDEXED and cal.bias_group(f) == group}
         for flat in sorted(flat_groups):
             send_task(services, {"task": "master", "kind": cal.FLAT, "night": night, "group": flat})
     used = "master_bias" if kind == cal.BIAS else "master_flat"
     for obstype in cal.REDUCED_TYPES:
         for f in iter_all_files(services.index, night, obstype):
-            if cal.reason_not_reducible(f) or cal.group_of(kind, f) != group:
+            if f.get("status") in (STATUS_UNSUPPORTED, STATUS_FAILED) or cal.group_of(kind, f) != group:
                 continue
             current = (f.get("calibrations") or {}).get(used)
             if current is None or current.get("night") != night:
@@ -323,12 +317,10 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None
         master_flat_name=flat["file_name"] if flat else None,
         slit_section=flat.get("slit_section") if flat else None,
     )
-    stem = item["file_name"].rsplit(".", 1)[0]
-    base = f"{night}/{stem}/"
     products = [p for p in item.get("products", []) if p["kind"] == "header"]
     try:
         if item["obstype"] == "OBJECT" and settings.cosmic_ray_rejection != "none":
-            _quicklook(item, data, header, calibs, settings, products, base, stem, services)
+            _quicklook(item, data, header, calibs, settings, products, services)
         frame, report = reduce_frame(data, header, item["obstype"], item["camera"], _binning(item), calibs, settings)
     except UnsupportedFrame as exc:
         services.index.update_file(item["file_id"], {"status": STATUS_UNSUPPORTED, "error": str(exc)})
@@ -336,13 +328,11 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None
     _stamp(frame.header)
     reduced_name = report["prefix"] + item["file_name"]
     if not any(p["kind"] == "preview_raw" for p in products):
-        products.append(_raw_preview(data, base, stem, services))
+        products.append(_raw_preview(item, data, services))
     products = [p for p in products if p["kind"] != "quicklook"]
-    products.append({"file_name": reduced_name, "kind": "reduced",
-                     **_put(services, base + reduced_name, _fits_bytes(frame), "application/fits")})
-    png = report["prefix"] + stem + ".png"
-    products.append({"file_name": png, "kind": "preview_reduced",
-                     **_put(services, base + png, png_preview(frame.data), "image/png")})
+    products.append(_product(item, reduced_name, "reduced", _fits_bytes(frame), "application/fits", services))
+    products.append(_product(item, report["prefix"] + stem_of(item["file_name"]) + ".png", "preview_reduced",
+                             png_preview(frame.data), "image/png", services))
     waiting = [k for k, v in wanted.items() if v is None]
     services.index.update_file(item["file_id"], {
         "status": STATUS_REDUCED, "error": None, "products": products, "calibrations": wanted,
@@ -352,21 +342,24 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None
              calibs.master_bias_name, calibs.master_flat_name)
 
 
-def _raw_preview(data, base: str, stem: str, services) -> Dict[str, Any]:
-    return {"file_name": f"{stem}_raw.png", "kind": "preview_raw",
-            **_put(services, base + f"{stem}_raw.png", png_preview(data), "image/png")}
+def _product(item, name: str, kind: str, body: bytes, content_type: str, services) -> Dict[str, Any]:
+    return put_product(services, product_key(item["night"], item["file_name"], name), name, kind, body, content_type)
 
 
-def _quicklook(item, data, header, calibs, settings, products, base, stem, services) -> None:
+def _raw_preview(item, data, services) -> Dict[str, Any]:
+    name = stem_of(item["file_name"]) + "_raw.png"
+    return _product(item, name, "preview_raw", png_preview(data), "image/png", services)
+
+
+def _quicklook(item, data, header, calibs, settings, products, services) -> None:
     """Cosmic-ray cleaning is most of a science frame's reduction time (about 2 s of
     CPU for a 2x2 frame). Observers first get the frame reduced without it, as a
     preview, within a fraction of a second; the clean product follows."""
     quick, report = reduce_frame(data, header, item["obstype"], item["camera"], _binning(item), calibs,
                                  replace(settings, cosmic_ray_rejection="none"))
-    products.append(_raw_preview(data, base, stem, services))
-    png = report["prefix"] + stem + "_quicklook.png"
-    products.append({"file_name": png, "kind": "quicklook",
-                     **_put(services, base + png, png_preview(quick.data), "image/png")})
+    products.append(_raw_preview(item, data, services))
+    products.append(_product(item, report["prefix"] + stem_of(item["file_name"]) + "_quicklook.png", "quicklook",
+                             png_preview(quick.data), "image/png", services))
     services.index.update_file(item["file_id"], {"status": STATUS_REDUCING, "products": list(products)})
 
 

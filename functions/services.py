@@ -29,6 +29,11 @@ class Services:
                    FileIndex(settings.client("dynamodb"), settings.index_table))
 
 
+def gave_up(deliveries: int, last_error) -> str:
+    """The error a file ends with when its queue dead-letters the work on it."""
+    return f"gave up after {deliveries} deliveries; last error: {last_error or 'no error was recorded'}"
+
+
 def send_task(services: Services, task: Dict[str, Any], delay: int = 0) -> None:
     """Work for the reduction function, on its queue (SQS allows up to 900 s of delay)."""
     services.sqs.send_message(QueueUrl=services.settings.work_queue_url, MessageBody=json.dumps({TASK_KEY: task}),

@@ -118,6 +118,24 @@ def decode_token(token: Optional[str]) -> Optional[Dict[str, Any]]:
     return key
 
 
+def _master_key(kind: str, group: str, night: str, count: int, members_hash: str) -> Dict[str, Any]:
+    return _encode({"pk": f"MASTER#{kind}#{group}", "sk": f"{night}#{count:04d}#{members_hash}"})
+
+
+def _set_fields(fields: Dict[str, Any]) -> Dict[str, Any]:
+    """UpdateItem arguments that set these fields, and remove those given as None."""
+    names = {f"#f{i}": k for i, k in enumerate(fields)}
+    values = {f":v{i}": v for i, v in enumerate(fields.values()) if v is not None}
+    sets = [f"#f{i} = :v{i}" for i in range(len(fields)) if f":v{i}" in values]
+    removes = [f"#f{i}" for i in range(len(fields)) if f":v{i}" not in values]
+    expr = " ".join(part for part in ("SET " + ", ".join(sets) if sets else "",
+                                      "REMOVE " + ", ".join(removes) if removes else "") if part)
+    args = {"UpdateExpression": expr, "ExpressionAttributeNames": names}
+    if values:
+        args["ExpressionAttributeValues"] = _encode(values)
+    return args
+
+
 class FileIndex:
     """Reads and writes the index; handed its DynamoDB client and table name."""
 
@@ -171,29 +189,21 @@ class FileIndex:
         """Change some fields of an existing file item (and move it in the change feed)."""
         now = utcnow()
         fields = {**fields, "updated_at": now, "updated_sk": f"{now}#{file_id}"}
-        names = {f"#f{i}": k for i, k in enumerate(fields)}
-        values = {f":v{i}": v for i, v in enumerate(fields.values())}
-        sets = [f"#f{i} = :v{i}" for i in range(len(fields)) if values[f":v{i}"] is not None]
-        removes = [f"#f{i}" for i in range(len(fields)) if values[f":v{i}"] is None]
-        expr = ("SET " + ", ".join(sets)) + (" REMOVE " + ", ".join(removes) if removes else "")
-        self._db.update_item(
-            TableName=self._table, Key=_encode({"pk": f"FILE#{file_id}", "sk": FILE_SK}),
-            UpdateExpression=expr, ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=_encode({k: v for k, v in values.items() if v is not None}))
+        self._db.update_item(TableName=self._table, Key=_encode({"pk": f"FILE#{file_id}", "sk": FILE_SK}),
+                             ConditionExpression="attribute_exists(pk)", **_set_fields(fields))
 
     # ---- master calibrations --------------------------------------------------
     def claim_master(self, kind: str, group: str, night: str, count: int, members_hash: str,
-                     lease_seconds: int = 120, fields: Optional[Dict[str, Any]] = None) -> bool:
+                     lease_seconds: int = 120) -> bool:
         """Try to become the builder of one master version; False if it exists or is
         being built by a live builder (a builder that died loses its claim after the lease)."""
         now = datetime.now(timezone.utc)
-        item = {"pk": f"MASTER#{kind}#{group}", "sk": f"{night}#{count:04d}#{members_hash}", "kind": kind,
-                "group": group, "night": night, "count": count, "status": MASTER_BUILDING,
-                "lease_until": (now + timedelta(seconds=lease_seconds)).isoformat(), **(fields or {})}
+        item = {**_master_key(kind, group, night, count, members_hash),
+                **_encode({"kind": kind, "group": group, "night": night, "count": count, "status": MASTER_BUILDING,
+                           "lease_until": (now + timedelta(seconds=lease_seconds)).isoformat()})}
         try:
             self._db.put_item(
-                TableName=self._table, Item=_encode(item),
+                TableName=self._table, Item=item,
                 ConditionExpression="attribute_not_exists(pk) OR (#s = :building AND lease_until < :now)",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues=_encode({":building": MASTER_BUILDING, ":now": now.isoformat()}))
@@ -203,25 +213,19 @@ class FileIndex:
 
     def finish_master(self, kind: str, group: str, night: str, count: int, members_hash: str,
                       fields: Dict[str, Any]) -> None:
-        names = {f"#f{i}": k for i, k in enumerate(fields)}
-        values = {f":v{i}": v for i, v in enumerate(fields.values())}
-        self._db.update_item(
-            TableName=self._table, Key=_encode({"pk": f"MASTER#{kind}#{group}", "sk": f"{night}#{count:04d}#{members_hash}"}),
-            UpdateExpression="SET #s = :ready, " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
-            ExpressionAttributeNames={"#s": "status", **names},
-            ExpressionAttributeValues=_encode({":ready": MASTER_READY, **values}))
+        self._db.update_item(TableName=self._table, Key=_master_key(kind, group, night, count, members_hash),
+                             **_set_fields({**fields, "status": MASTER_READY}))
 
     def release_master(self, kind: str, group: str, night: str, count: int, members_hash: str) -> None:
         """Give up a claim (the build failed) so a retry can take it at once."""
         self._db.delete_item(
-            TableName=self._table, Key=_encode({"pk": f"MASTER#{kind}#{group}", "sk": f"{night}#{count:04d}#{members_hash}"}),
+            TableName=self._table, Key=_master_key(kind, group, night, count, members_hash),
             ConditionExpression="#s = :building", ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues=_encode({":building": MASTER_BUILDING}))
 
     def get_master(self, kind: str, group: str, night: str, count: int, members_hash: str) -> Optional[Dict[str, Any]]:
-        raw = self._db.get_item(
-            TableName=self._table, ConsistentRead=True,
-            Key=_encode({"pk": f"MASTER#{kind}#{group}", "sk": f"{night}#{count:04d}#{members_hash}"})).get("Item")
+        raw = self._db.get_item(TableName=self._table, ConsistentRead=True,
+                                Key=_master_key(kind, group, night, count, members_hash)).get("Item")
         return _decode(raw) if raw else None
 
     def masters(self, kind: str, group: str, first_night: str, last_night: str) -> List[Dict[str, Any]]:
