@@ -4,10 +4,9 @@ Why from goodman-pipeline: its reference lamps are real Goodman spectra with a
 wavelength solution and real instrument headers, so a night built on them looks like
 the instrument to any reduction (and the pipeline will find the matching lamp).
 
-Why the package is located and not imported: importing `goodman_pipeline` costs
-seconds, writes log files into the working directory and calls the network to check
-its version. Only its data directory is needed, which `importlib.util.find_spec`
-gives without executing the package.
+The files are located and read by `functions.core.lampdata` (without importing
+goodman-pipeline), the same code the wavelength calibration uses; this module adds the
+simulator's own checks and its solution type.
 
 A reference lamp file ``goodman_comp_<setup>_<lamps>.fits`` holds a 1-D float64
 spectrum (unbinned, trimmed, 4060 px for the 400 l/mm modes) whose header carries
@@ -19,36 +18,25 @@ coefficients)``. ``GSP_P###``/``GSP_A###`` pair line pixels with laboratory wave
 from __future__ import annotations
 
 import functools
-import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
-from astropy.io import fits
 from numpy.polynomial import chebyshev
+
+from functions.core import lampdata
 
 from . import geometry
 
-REF_PREFIX = "goodman_comp_"
-
-
-@functools.lru_cache(maxsize=1)
-def goodman_data_dir() -> Path:
-    """`<site-packages>/goodman_pipeline/data`, found without importing the package."""
-    spec = importlib.util.find_spec("goodman_pipeline")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("goodman-pipeline is not installed: the simulator needs its reference lamps")
-    return Path(list(spec.submodule_search_locations)[0]) / "data"
-
-
-def ref_comp_dir() -> Path:
-    return goodman_data_dir() / "ref_comp"
+REF_PREFIX = lampdata.REF_PREFIX
+goodman_data_dir = lampdata.goodman_data_dir
+ref_comp_dir = lampdata.ref_comp_dir
+read_nist_lines = lampdata.read_nist_lines
 
 
 def list_reference_lamps() -> List[str]:
     """Names (``<setup>_<lamps>``, e.g. ``400M2_GG455_HgArNe``) of all shipped reference lamps."""
-    return sorted(p.name[len(REF_PREFIX):-len(".fits")] for p in ref_comp_dir().glob(REF_PREFIX + "*.fits"))
+    return list(lampdata.list_reference_names())
 
 
 @dataclass(frozen=True)
@@ -86,18 +74,12 @@ class WavelengthSolution:
 
 
 @dataclass(frozen=True)
-class ReferenceLamp:
-    name: str  # '400M2_GG455_HgArNe'
-    path: Path
-    header: fits.Header
-    flux: np.ndarray  # 1-D float64, read-only
-    solution: WavelengthSolution
-    line_pixels: np.ndarray  # GSP_P###: where the pipeline found the lines in `flux`
-    line_wavelengths: np.ndarray  # GSP_A###: their laboratory wavelengths (air, angstrom)
+class ReferenceLamp(lampdata.ReferenceData):
+    """The file's contents (name, path, header, flux, coefficients, line_pixels = GSP_P###
+    where the pipeline found the lines, line_wavelengths = GSP_A### their laboratory
+    wavelengths) plus the solution as the simulator uses it."""
 
-    @property
-    def filename(self) -> str:
-        return self.path.name
+    solution: WavelengthSolution
 
     @property
     def lamps(self) -> str:
@@ -110,18 +92,6 @@ class ReferenceLamp:
         return self.name.rsplit("_", 1)[0]
 
 
-def _resolve(name: str) -> Path:
-    stem = Path(name).name
-    if stem.endswith(".fits"):
-        stem = stem[: -len(".fits")]
-    if stem.startswith(REF_PREFIX):
-        stem = stem[len(REF_PREFIX):]
-    path = ref_comp_dir() / f"{REF_PREFIX}{stem}.fits"
-    if not path.is_file():
-        raise ValueError(f"unknown reference lamp {name!r}; available: {', '.join(list_reference_lamps())}")
-    return path
-
-
 @functools.lru_cache(maxsize=16)
 def load_reference_lamp(name: str = "400M2_GG455_HgArNe") -> ReferenceLamp:
     """Read one reference lamp; refuse the ones the Red 2x2 geometry cannot host.
@@ -130,11 +100,8 @@ def load_reference_lamp(name: str = "400M2_GG455_HgArNe") -> ReferenceLamp:
     'Spectroscopic 2x2' frame; anything else raises ValueError rather than being
     silently cropped or stretched.
     """
-    path = _resolve(name)
-    with fits.open(path, memmap=False) as hdul:
-        header = hdul[0].header.copy()
-        flux = np.asarray(hdul[0].data, dtype=np.float64).copy()
-    stem = path.name[len(REF_PREFIX):-len(".fits")]
+    data = lampdata.read_reference(name)
+    header, flux, path, stem = data.header.copy(), data.flux, data.path, data.name
     if flux.ndim != 1 or flux.size != geometry.UNBINNED_WIDTH:
         raise ValueError(
             f"reference lamp {stem} is {flux.shape} px; the Red 2x2 simulator only supports 1-D lamps "
@@ -142,46 +109,13 @@ def load_reference_lamp(name: str = "400M2_GG455_HgArNe") -> ReferenceLamp:
     if str(header.get("INSTCONF", "")).strip() != "Red":
         raise ValueError(f"reference lamp {stem} was taken with INSTCONF={header.get('INSTCONF')!r}; "
                          "the simulator writes Red-camera frames only")
-    if str(header.get("GSP_FUNC", "")).strip() != "Chebyshev1D":
-        raise ValueError(f"reference lamp {stem} has GSP_FUNC={header.get('GSP_FUNC')!r}, not Chebyshev1D")
-    degree = int(header["GSP_ORDR"])
-    coefficients = tuple(float(header[f"GSP_C{i:03d}"]) for i in range(degree + 1))
-    pixels, wavelengths = [], []
-    i = 1
-    while f"GSP_P{i:03d}" in header and f"GSP_A{i:03d}" in header:
-        pixels.append(float(header[f"GSP_P{i:03d}"]))
-        wavelengths.append(float(header[f"GSP_A{i:03d}"]))
-        i += 1
+    degree, coefficients = data.degree, data.coefficients
+    pixels, wavelengths = data.line_pixels, data.line_wavelengths
     solution = WavelengthSolution(degree, coefficients)
     grid = np.arange(-50.0, 4111.0)
     if not np.all(np.diff(solution.wavelength(grid)) > 0):
         raise ValueError(f"reference lamp {stem}: its wavelength solution is not monotonic over the detector")
-    flux.setflags(write=False)
     return ReferenceLamp(
-        name=stem, path=path, header=header, flux=flux,
-        solution=solution,
-        line_pixels=np.array(pixels), line_wavelengths=np.array(wavelengths),
+        name=stem, path=path, header=header, flux=flux, coefficients=coefficients,
+        line_pixels=np.array(pixels), line_wavelengths=np.array(wavelengths), solution=solution,
     )
-
-
-@functools.lru_cache(maxsize=8)
-def read_nist_lines(element: str) -> Tuple[np.ndarray, np.ndarray]:
-    """(wavelength [angstrom, air], relative intensity) of goodman-pipeline's NIST strong lines.
-
-    The files are comma separated: ``intensity [flags], wavelength, species, reference``.
-    """
-    path = goodman_data_dir() / "nist_list" / f"nist_air_strong_lines_{element}.txt"
-    if not path.is_file():
-        raise ValueError(f"no NIST line list for {element!r} in {path.parent}")
-    wavelengths, intensities = [], []
-    for line in path.read_text().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) < 2:
-            continue
-        digits = "".join(ch for ch in parts[0].split()[0] if ch.isdigit()) if parts[0] else ""
-        try:
-            wavelengths.append(float(parts[1]))
-        except ValueError:
-            continue
-        intensities.append(float(digits) if digits else 0.0)
-    return np.array(wavelengths), np.array(intensities)

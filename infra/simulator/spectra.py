@@ -43,7 +43,7 @@ from typing import Optional, Tuple
 import numpy as np
 from scipy.special import ndtr
 
-from .reference import WavelengthSolution, load_reference_lamp
+from .reference import ReferenceLamp, WavelengthSolution, load_reference_lamp
 
 H_C_OVER_K = 1.438777e8  # angstrom * K
 
@@ -184,7 +184,14 @@ def _smooth_floor(values: np.ndarray, width: int = 51) -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def lamp_model(lamp_name: str, gain: float) -> LampModel:
     """The reference lamp `lamp_name` rebuilt on the truth scale (cached: same for every frame)."""
-    lamp = load_reference_lamp(lamp_name)
+    return build_lamp_model(load_reference_lamp(lamp_name), gain)
+
+
+def build_lamp_model(lamp: ReferenceLamp, gain: float, n_phases: int = 16) -> LampModel:
+    """A `ReferenceLamp` (or anything with its flux, solution, line_pixels and
+    line_wavelengths) rebuilt on the truth scale; split from `lamp_model` so tests can
+    rebuild lamps the simulator's frames cannot host (other widths, Blue camera).
+    `n_phases` sub-pixel phases set the scale (fewer: faster, a scale off by <1%)."""
     flux = np.asarray(lamp.flux, dtype=float)
     continuum = _smooth_floor(flux)
     resid = flux - continuum
@@ -238,7 +245,7 @@ def lamp_model(lamp_name: str, gain: float) -> LampModel:
     model = LampModel(lines=lines, continuum=continuum, identified=ident[order].astype(bool), scale=1.0)
 
     # one scale for the whole night: the brightest binned pixel over all sub-pixel phases
-    phases = np.linspace(0.0, 2.0, 16, endpoint=False)
+    phases = np.linspace(0.0, 2.0, n_phases, endpoint=False)
     centres = np.arange(0.5, flux.size, 2.0)
     peak = max(model.binned(centres + p, gain).max() for p in phases)
     scale = COMP_PEAK_ADU * gain / peak

@@ -1,0 +1,342 @@
+"""functions/core/wavelength.py against exact truth (every reference lamp) and real Fe arcs.
+
+Simulated lamps: the simulator's lamp model of each goodman-pipeline reference lamp
+(lines placed exactly at the reference solution's inverse of their laboratory
+wavelengths) is rendered in a 2x2-binned band of rows with a flexure shift and a line
+tilt, Poisson and read noise added, summed over the rows and solved with the reference
+lamp's own header (CCDSUM '2 2', our trim). Truth for the band is the mean over its rows
+of ``chebval(2j + 0.5 + shift + tilt*(row - r0)/100, reference coefficients)``. Errors are
+quoted in binned pixels of the spectrum (and unbinned = 2x) over all columns.
+
+Run with ``-s`` to see the tables.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from numpy.polynomial import chebyshev
+
+from functions.core import lampdata
+from functions.core import wavelength as wl
+from functions.core.wavelength import WavelengthFailure, WavelengthSolution, linearize, solve
+from infra.simulator import spectra
+from infra.simulator.reference import ReferenceLamp
+from infra.simulator.reference import WavelengthSolution as TruthSolution
+
+from .conftest import FIXTURES, SHARED_REAL
+
+GAIN, RDNOISE = 1.48, 3.89
+SHIFT, TILT = 1.37, 0.8  # unbinned px; unbinned px per 100 rows
+BAND = np.arange(-2, 3)  # rows of the band, relative to the trace row
+TRACE_OFFSET = 7.0  # the trace row sits this many rows above the tilt reference row
+#: Reference lamps that cannot give a solution, and why (the lamp model places the
+#: reference's lines where its own solution says; these references are inconsistent or
+#: have too few lines in the lamp).
+REFUSED = {
+    "1200M6_GG495_Ne": "only 5 lamp lines",  # 8 GSP lines, 3 blended/at the edges
+    "2100_3900A_NO_FILTER_ArHg": "only 3 lamp lines",  # 5 GSP lines
+    "600UV_HgAr": "only 4 lamp lines",
+    "600UV_HgArNe": "only 4 lamp lines",
+    "930M4_GG495_HgAr": "only 4 lamp lines",
+    # 6-line references whose cubic disagrees with their own lines by > 1.5 px: the lamp
+    # model renders those lines where they were measured, so no line matches
+    "600Mid_GG385_HgAr": "no lines of",
+    "930M1_HgAr": "no lines of",
+    "930M1_HgArNe": "no lines of",
+    "930M2_HgAr": "no lines of",
+    "930M2_HgArNe": "no lines of",
+}
+#: Modes solved again with the reference path switched off (grating equation + NIST).
+GRATING_MODES = ("930M2_FeHeAr", "930M3_GG385_CuHeAr", "600Blue_CuHeAr", "1200M5_GG455_HgArNe",
+                 "930M6_OG570_HgArNe", "400M2_GG455_Ne")
+
+
+class Settings:
+    """Any object with the attribute names works; unspecified ones take the defaults."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def _lamp(name: str):
+    data = lampdata.read_reference(name)
+    lamp = ReferenceLamp(**{f: getattr(data, f) for f in ("name", "path", "header", "flux", "coefficients",
+                                                          "line_pixels", "line_wavelengths")},
+                         solution=TruthSolution(data.degree, data.coefficients))
+    return spectra.build_lamp_model(lamp, GAIN, n_phases=2), data
+
+
+def _header(data, binning: int = 2) -> fits.Header:
+    """The reference lamp's header made raw, then reduced: CCDSUM and our trim section."""
+    h = fits.Header([c for c in data.header.cards if not c.keyword.startswith("GSP_")])
+    h["CCDSUM"] = f"{binning} 2"
+    h["GSP_TRIM"] = f"[{int(np.ceil(51 / binning))}:{int(4110 / binning)},2:948]"
+    return h
+
+
+def simulated_lamp(name: str, seed: int = 3, binning: int = 2):
+    """(1-D spectrum summed over the band, header, truth wavelength per column)."""
+    model, data = _lamp(name)
+    n = data.flux.size // binning
+    j = np.arange(n, dtype=float)
+    rows = TRACE_OFFSET + BAND
+    x = binning * j[None, :] + (binning - 1) / 2.0 + SHIFT + TILT * rows[:, None] / 100.0
+    electrons = np.array([model.binned(xr, GAIN) for xr in x]) * (binning / 2.0)
+    rng = np.random.default_rng(seed)
+    adu = (rng.poisson(np.clip(electrons, 0, None)) + rng.normal(0.0, RDNOISE, electrons.shape)) / GAIN
+    truth = chebyshev.chebval(x, data.coefficients).mean(axis=0)
+    return adu.sum(axis=0), _header(data, binning), truth
+
+
+def _errors(sol: WavelengthSolution, truth: np.ndarray) -> np.ndarray:
+    j = np.arange(truth.size)
+    return (sol.wavelength(j) - truth) / sol.dispersion(j)
+
+
+# ------------------------------------------------------------------ every reference lamp
+
+
+@pytest.fixture(scope="module")
+def every_reference():
+    results = {}
+    for name in lampdata.list_reference_names():
+        flux, header, truth = simulated_lamp(name)
+        t = time.perf_counter()
+        try:
+            sol = solve(flux, header)
+        except WavelengthFailure as exc:
+            results[name] = (None, str(exc), None)
+            continue
+        results[name] = (sol, _errors(sol, truth), time.perf_counter() - t)
+    return results
+
+
+def test_every_reference_lamp_against_truth(every_reference):
+    print("\nreference path, 2x2, shift 1.37 px, tilt 0.8 px/100 rows; error vs truth over all columns")
+    print(f"{'mode':30s} {'lines':>5s} {'rej':>4s} {'fit rms':>8s} {'rms bin':>8s} {'rms unb':>8s} {'max bin':>8s}")
+    worst = 0.0
+    for name, (sol, err, _) in every_reference.items():
+        if sol is None:
+            print(f"{name:30s} refused: {err}")
+            assert name in REFUSED, f"{name} unexpectedly refused: {err}"
+            assert REFUSED[name] in err
+            continue
+        assert name not in REFUSED, f"{name} was expected to be refused"
+        rms = float(np.sqrt(np.mean(err ** 2)))
+        worst = max(worst, rms)
+        print(f"{name:30s} {sol.n_lines:5d} {sol.rejected:4d} {sol.rms_pixels:8.4f} {rms:8.4f} {2 * rms:8.4f} "
+              f"{np.abs(err).max():8.4f}")
+        assert sol.method == "reference" and sol.reference == f"goodman_comp_{name}.fits"
+        assert rms <= 0.03, f"{name}: {rms:.4f} binned px rms against truth"
+        assert np.abs(err).max() <= 0.1, name
+    print(f"worst rms {worst:.4f} binned px; solved {sum(1 for s, _, _ in every_reference.values() if s)} "
+          f"of {len(every_reference)}")
+
+
+def test_solve_is_fast(every_reference):
+    times = sorted(t for s, _, t in every_reference.values() if s is not None)
+    print(f"\nsolve(): median {np.median(times) * 1e3:.0f} ms, max {times[-1] * 1e3:.0f} ms (first call reads "
+          f"the {len(lampdata.list_reference_names())} reference headers)")
+    assert np.median(times) < 0.2
+    assert times[-2] < 0.5
+
+
+@pytest.mark.parametrize("name", GRATING_MODES)
+def test_grating_equation_path_without_reference(name):
+    flux, header, truth = simulated_lamp(name, seed=5)
+    sol = solve(flux, header, Settings(wavelength_use_reference=False))
+    assert sol.method == "grating-equation" and sol.reference is None
+    err = _errors(sol, truth)
+    # truth beyond the reference's own lines is its extrapolation: compare where it has lines
+    data = lampdata.read_reference(name)
+    x_lines = wl._invert(data.coefficients, data.line_wavelengths, -2000.0, 6000.0)
+    j_lines = (x_lines - 0.5 - SHIFT) / 2.0
+    inside = (np.arange(truth.size) >= np.nanmin(j_lines)) & (np.arange(truth.size) <= np.nanmax(j_lines))
+    rms_in = float(np.sqrt(np.mean(err[inside] ** 2)))
+    print(f"\n{name}: grating equation + NIST, {sol.n_lines} lines, fit rms {sol.rms_pixels:.3f} px; vs truth "
+          f"{rms_in:.4f} binned px rms within the reference's lines, {np.sqrt(np.mean(err ** 2)):.4f} over all")
+    assert rms_in <= 0.06
+
+
+def test_grating_constants_predict_every_reference():
+    """The grating-equation constants against every reference lamp's solution (unbinned px)."""
+    rows = []
+    print(f"\n{'mode':30s} {'lines':>5s}  error at x=0, 2030, 4059 (unbinned px; A at the centre)")
+    for name, header in lampdata.reference_headers():
+        data = lampdata.read_reference(name)
+        if data.flux.size != 4060:
+            continue  # 600Red: 3096 px of unknown placement on the detector
+        x = np.array([0.0, 2030.0, 4059.0])
+        pred = wl.grating_wavelength(x, wl.lines_per_mm(header["GRATING"]), header["GRT_ANG"], header["CAM_ANG"])
+        lam = chebyshev.chebval(x, data.coefficients)
+        disp = chebyshev.chebval(x, chebyshev.chebder(data.coefficients))
+        err = (pred - lam) / disp
+        rows.append((name, data.line_wavelengths.size, err))
+        print(f"{name:30s} {data.line_wavelengths.size:5d}  {np.round(err, 1)}  ({pred[1] - lam[1]:+.1f} A)")
+    trusted = np.array([e for _, n, e in rows if n >= 12])
+    print(f"trusted lamps (>= 12 lines): median |error| {np.median(np.abs(trusted)):.1f} px, "
+          f"max {np.abs(trusted).max():.1f} px")
+    # the identification searches +-6 % of the detector in offset and +-5 % in scale
+    assert np.median(np.abs(trusted)) < 30
+    assert np.percentile(np.abs(trusted), 95) < 90
+    assert np.abs(trusted).max() < 170  # 930M2_Ar's red edge, where its own 28 lines stop
+
+
+def test_grating_constants_are_the_fitted_ones():
+    focal, axis, offsets = wl.fit_grating_constants()
+    assert focal == pytest.approx(wl.CAMERA_FOCAL_MM, abs=0.5)
+    assert axis == pytest.approx(wl.AXIS_PIXEL, abs=5.0)
+    for g, (da, dc) in offsets.items():
+        assert (da, dc) == pytest.approx(wl.ANGLE_OFFSETS[g], abs=0.01)
+
+
+# ------------------------------------------------------------------ real Fe arcs
+
+
+def _real_lamps():
+    """(name, 1-D spectrum, header) of the six jsreding Fe arcs, else the two in the fixture."""
+    folder = SHARED_REAL / "jsreding_930_20180203"
+    if folder.is_dir():
+        from functions.core.masters import _prepare
+
+        out = []
+        for path in sorted(folder.glob("027[4-9]_Fe_*.fits")):
+            data, header = fits.getdata(path, header=True)
+            frame, _, _ = _prepare(data, header)  # overscan + trim, as reduce_frame does
+            out.append((path.stem, frame.data[80:120].sum(axis=0), frame.header))
+        if out:
+            return out
+    with fits.open(FIXTURES / "real" / "jsreding_930_fe_lamps_1d.fits") as hdul:
+        return [(h.header["EXTNAME"], np.asarray(h.data, dtype=float), h.header) for h in hdul[1:]]
+
+
+def test_real_fe_lamps_with_the_grating_equation():
+    lamps = _real_lamps()
+    print(f"\nreal Fe arcs (SYZY_930, 1x2, no reference lamp at these angles): {len(lamps)}")
+    ranges = {}
+    for name, flux, header in lamps:
+        assert wl.find_reference(header) is None
+        sol = solve(flux, header)
+        lo, hi = sol.wavelength([0, flux.size - 1])
+        print(f"{name:32s} {sol.method} {sol.elements} lines {sol.n_lines:3d} (rejected {sol.rejected:2d}) "
+              f"rms {sol.rms_angstrom:.4f} A = {sol.rms_pixels:.4f} px, {lo:.1f}-{hi:.1f} A")
+        assert sol.method == "grating-equation"
+        assert sol.n_lines >= 15
+        assert sol.rms_pixels <= 0.1
+        ranges.setdefault("blue" if "blue" in name else "red", []).append((lo, hi))
+    for setting, values in ranges.items():
+        values = np.array(values)
+        assert np.ptp(values[:, 0]) < 0.5 and np.ptp(values[:, 1]) < 0.5, (setting, values)
+    assert abs(np.mean([v[0] for v in ranges["blue"]]) - 3561.4) < 2.0
+    assert abs(np.mean([v[0] for v in ranges["red"]]) - 5577.9) < 2.0
+
+
+def test_real_headers_binning_and_elements():
+    _, flux, header = _real_lamps()[0]
+    assert header["CCDSUM"] == "1 2" and wl.spectral_binning(header) == 1  # serial = dispersion
+    assert flux.size == 4060
+    assert wl.lamp_elements(header) == ("Fe", "He", "Ar")  # 'Fe 930 blue': the FeHeAr cathode
+
+
+# ------------------------------------------------------------------ refusals
+
+
+def test_unknown_lamp_without_nist_list_is_refused():
+    flux, header, _ = simulated_lamp("400M2_GG455_Ne")
+    for key in list(header):
+        if key.startswith("LAMP_"):
+            header[key] = "FALSE"
+    header["OBJECT"] = "Xe"
+    header["GRT_TARG"] = header["GRT_ANG"] = 9.0
+    with pytest.raises(WavelengthFailure, match="no NIST line list for the lamp elements"):
+        solve(flux, header)
+
+
+def test_no_grating_is_refused():
+    flux, header, _ = simulated_lamp("400M2_GG455_Ne")
+    header["GRATING"] = "<NO GRATING>"
+    with pytest.raises(WavelengthFailure, match="no lines/mm in GRATING"):
+        solve(flux, header)
+
+
+@pytest.mark.parametrize("use_reference", [True, False])
+def test_noise_only_spectrum_is_refused(use_reference):
+    _, header, _ = simulated_lamp("930M2_FeHeAr")
+    noise = np.random.default_rng(1).normal(100.0, 3.0, 2030)
+    with pytest.raises(WavelengthFailure):
+        solve(noise, header, Settings(wavelength_use_reference=use_reference))
+
+
+def test_registration_outside_tolerance_is_refused():
+    flux, header, _ = simulated_lamp("400M2_GG455_HgArNe")
+    moved = np.roll(flux, 40)  # 80 unbinned px (ref x = 2j + s: s = 1.37 - 80), beyond a tolerance of 15
+    with pytest.raises(WavelengthFailure, match=r"best -79 unbinned px away, outside the allowed range"):
+        solve(moved, header)
+    assert solve(moved, header, Settings(correlation_tolerance=100)).n_lines > 20
+
+
+def test_rms_limit_is_applied():
+    flux, header, _ = simulated_lamp("930M2_FeHeAr")
+    with pytest.raises(WavelengthFailure, match="above the limit"):
+        solve(flux, header, Settings(wavelength_max_rms_pixels=1e-4))
+
+
+# ------------------------------------------------------------------ the solution object
+
+
+@pytest.fixture(scope="module")
+def solved():
+    flux, header, truth = simulated_lamp("400M2_GG455_HgArNe")
+    flux_copy, header_copy = flux.copy(), header.copy()
+    sol = solve(flux, header)
+    assert np.array_equal(flux, flux_copy) and header == header_copy  # inputs untouched
+    return sol
+
+
+def test_coefficients_evaluate_with_plain_chebval(solved):
+    j = np.array([0.0, 1000.0, 2029.0])
+    assert np.allclose(chebyshev.chebval(j, solved.coefficients), solved.wavelength(j))
+    assert len(solved.coefficients) == solved.degree + 1
+    assert np.all(solved.dispersion(np.arange(2030)) > 0)
+    from astropy.modeling.models import Chebyshev1D
+
+    model = Chebyshev1D(solved.degree, **{f"c{i}": c for i, c in enumerate(solved.coefficients)})
+    assert np.allclose(model(j), solved.wavelength(j), rtol=0, atol=1e-9)
+
+
+def test_header_cards_and_dict(solved):
+    cards = solved.to_header_cards()
+    h = fits.Header([fits.Card(*c) for c in cards])
+    assert h["GSP_FUNC"] == "Chebyshev1D" and h["GSP_ORDR"] == solved.degree and h["GSP_NPIX"] == 2030
+    assert [h[f"GSP_C{i:03d}"] for i in range(solved.degree + 1)] == pytest.approx(list(solved.coefficients))
+    assert h["GSP_WPOI"] == solved.n_lines and h["GSP_WMTH"] == "reference"
+    assert h["GSP_WREF"] == "goodman_comp_400M2_GG455_HgArNe.fits"
+    assert h["GSP_P001"] == pytest.approx(solved.lines[0][0], abs=1e-4) and f"GSP_A{solved.n_lines:03d}" in h
+    d = json.loads(json.dumps(solved.as_dict()))
+    assert d["n_lines"] == solved.n_lines and d["elements"] == ["Hg", "Ar", "Ne"]
+
+
+def test_linearize_conserves_flux_and_keeps_flat_flat(solved):
+    j = np.arange(solved.n_pixels)
+    flat_per_angstrom = 3.0 * solved.dispersion(j)  # 3 counts per angstrom everywhere
+    flux_lin, var_lin, crval, cdelt = linearize(flat_per_angstrom, flat_per_angstrom, solved)
+    assert crval == pytest.approx(solved.wavelength(0)) and cdelt > 0
+    assert np.allclose(flux_lin[1:-1], 3.0 * cdelt, rtol=1e-4)
+    lamp = np.random.default_rng(0).gamma(2.0, 50.0, solved.n_pixels)
+    out, var, _, _ = linearize(lamp, lamp, solved)
+    assert out.sum() == pytest.approx(lamp.sum(), rel=2e-3)  # up to the two end half-pixels
+    assert np.all(var >= 0) and var.sum() < lamp.sum()  # spreading lowers the variance per pixel
+
+
+def test_header_parsing():
+    assert [wl.lines_per_mm(g) for g in ("SYZY_400", "930_Hz", "2100_Hz", "1200_Hz", "600_Hz", "KOSI_600",
+                                         "1800_Hz", "1200_RALC_BLUE", "<NO GRATING>")] == \
+        [400, 930, 2100, 1200, 600, 600, 1800, 1200, None]
+    h = fits.Header({"OBJECT": "CuHeAr", "CCDSUM": "2 2"})
+    assert wl.lamp_elements(h) == ("Cu", "He", "Ar") and wl.spectral_binning(h) == 2
+    h = fits.Header({"OBJECT": "HgArNe", "LAMP_HGA": "TRUE", "LAMP_NE": "TRUE", "LAMP_FE": "FALSE"})
+    assert wl.lamp_elements(h) == ("Hg", "Ar", "Ne")
