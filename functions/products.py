@@ -20,3 +20,32 @@ def put_product(services, key: str, file_name: str, kind: str, body: bytes, cont
     services.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
     return {"file_name": file_name, "kind": kind, "bucket": bucket, "key": key, "size": len(body),
             "content_type": content_type}
+
+
+def put_file_product(services, item: Dict[str, Any], name: str, kind: str, body: bytes,
+                     content_type: str) -> Dict[str, Any]:
+    """A product of one raw file, filed under that file's folder."""
+    return put_product(services, product_key(item["night"], item["file_name"], name), name, kind, body, content_type)
+
+
+def read_fits(s3, bucket: str, key: str):
+    """(data, header) of the first HDU of a FITS object, read whole into memory."""
+    import io
+
+    from astropy.io import fits
+
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    with fits.open(io.BytesIO(body), memmap=False) as hdul:
+        return hdul[0].data, hdul[0].header.copy()
+
+
+def read_fits_hdus(s3, bucket: str, key: str):
+    """Every HDU's (data, header) of a FITS object: the 1-D products keep their variance
+    in a second HDU."""
+    import io
+
+    from astropy.io import fits
+
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    with fits.open(io.BytesIO(body), memmap=False) as hdul:
+        return [(h.data, h.header.copy()) for h in hdul]

@@ -23,12 +23,13 @@ from functions.api.chalicelib.index import (
     FINAL_STATUSES, MASTER_READY, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCED, STATUS_REDUCING, STATUS_RETRYING,
     STATUS_UNSUPPORTED, file_id_for, iter_all_files,
 )
+from functions import spectroscopy
 from functions.core import calibrations as cal
 from functions.core.ccd import Frame, put_name
 from functions.core.masters import make_master_bias, make_master_flat
 from functions.core.preview import png_preview
 from functions.core.reduce import Calibrations, ReductionSettings, UnsupportedFrame, reduce_frame
-from functions.products import product_key, put_product, stem_of
+from functions.products import put_file_product, put_product, read_fits, stem_of
 from functions.services import TASK_KEY, Services, gave_up, send_task, sqs_batch
 from functions.versions import GOODMAN_LIVE_VERSION, goodman_pipeline_version
 
@@ -72,12 +73,6 @@ _MASTER_CACHE_SIZE = 8
 def _binning(item) -> tuple:
     serial, parallel = item["binning"].split("x")
     return int(serial), int(parallel)
-
-
-def _read_fits(s3, bucket: str, key: str):
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    with fits.open(io.BytesIO(body), memmap=False) as hdul:
-        return hdul[0].data, hdul[0].header.copy()
 
 
 def _fits_bytes(frame: Frame) -> bytes:
@@ -165,6 +160,10 @@ def handle_task(task: Dict[str, Any], services, config: ReductionConfig) -> None
         item = services.index.get_file(task["file_id"])
         if item:
             reduce_file(item, services, config)
+    elif task.get("task") == "calibrate":
+        item = services.index.get_file(task["file_id"])
+        if item and item.get("status") == STATUS_REDUCED:
+            spectroscopy.calibrate(item, services, config)
     elif task.get("task") == "master":
         build_master_if_ready(task["kind"], task["night"], task["group"], services, config, now=True)
     else:
@@ -188,7 +187,7 @@ def load_master(master: Dict[str, Any], services) -> Frame:
     if key not in _master_cache:
         if len(_master_cache) >= _MASTER_CACHE_SIZE:
             _master_cache.pop(next(iter(_master_cache)))
-        data, header = _read_fits(services.s3, master["bucket"], key)
+        data, header = read_fits(services.s3, master["bucket"], key)
         _master_cache[key] = Frame(data=data.astype("float32"), header=header, mask=None)
     return _master_cache[key]
 
@@ -238,7 +237,7 @@ def build_master_if_ready(kind: str, night: str, group: str, services, config: R
 def _build_master(kind, group, night, members, bias, services, config) -> Dict[str, Any]:
     started = time.process_time()
     members = sorted(members, key=lambda m: m["file_name"])
-    frames = [_read_fits(services.s3, m["raw_bucket"], m["raw_key"]) for m in members]
+    frames = [read_fits(services.s3, m["raw_bucket"], m["raw_key"]) for m in members]
     names = [m["file_name"] for m in members]
     name = cal.master_file_name(kind, group, night, len(members))
     fields: Dict[str, Any] = {"file_name": name, "members": names}
@@ -309,7 +308,7 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None
     if item.get("status") == STATUS_REDUCED and item.get("calibrations") == wanted:
         return
     services.index.update_file(item["file_id"], {"status": STATUS_REDUCING})
-    data, header = _read_fits(services.s3, item["raw_bucket"], item["raw_key"])
+    data, header = read_fits(services.s3, item["raw_bucket"], item["raw_key"])
     calibs = Calibrations(
         master_bias=load_master(bias, services) if bias else None,
         master_bias_name=bias["file_name"] if bias else None,
@@ -330,25 +329,31 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None
     if not any(p["kind"] == "preview_raw" for p in products):
         products.append(_raw_preview(item, data, services))
     products = [p for p in products if p["kind"] != "quicklook"]
-    products.append(_product(item, reduced_name, "reduced", _fits_bytes(frame), "application/fits", services))
-    products.append(_product(item, report["prefix"] + stem_of(item["file_name"]) + ".png", "preview_reduced",
-                             png_preview(frame.data), "image/png", services))
+    products.append(put_file_product(services, item, reduced_name, "reduced", _fits_bytes(frame), "application/fits"))
+    products.append(put_file_product(services, item, report["prefix"] + stem_of(item["file_name"]) + ".png", "preview_reduced",
+                             png_preview(frame.data), "image/png"))
     waiting = [k for k, v in wanted.items() if v is None]
-    services.index.update_file(item["file_id"], {
+    fields = {
         "status": STATUS_REDUCED, "error": None, "products": products, "calibrations": wanted,
         "reduced_file_name": reduced_name, "reduction": _jsonable(report), "waiting_for": waiting,
-    })
+    }
+    extracted = None
+    if report["obstype"] == "OBJECT":
+        spectra_fields, spectra_products, extracted = spectroscopy.extract(item, frame, report["prefix"], services,
+                                                                           settings)
+        fields.update(spectra_fields, products=products + spectra_products)
+    services.index.update_file(item["file_id"], fields)
     log.info("reduced %s -> %s (bias %s, flat %s)", item["file_name"], reduced_name,
              calibs.master_bias_name, calibs.master_flat_name)
-
-
-def _product(item, name: str, kind: str, body: bytes, content_type: str, services) -> Dict[str, Any]:
-    return put_product(services, product_key(item["night"], item["file_name"], name), name, kind, body, content_type)
+    if report["obstype"] == "OBJECT":
+        spectroscopy.calibrate({**item, **fields}, services, config, extracted)
+    elif report["obstype"] == "COMP":
+        spectroscopy.lamp_reduced({**item, **fields}, services)
 
 
 def _raw_preview(item, data, services) -> Dict[str, Any]:
     name = stem_of(item["file_name"]) + "_raw.png"
-    return _product(item, name, "preview_raw", png_preview(data), "image/png", services)
+    return put_file_product(services, item, name, "preview_raw", png_preview(data), "image/png")
 
 
 def _quicklook(item, data, header, calibs, settings, products, services) -> None:
@@ -358,8 +363,8 @@ def _quicklook(item, data, header, calibs, settings, products, services) -> None
     quick, report = reduce_frame(data, header, item["obstype"], item["camera"], _binning(item), calibs,
                                  replace(settings, cosmic_ray_rejection="none"))
     products.append(_raw_preview(item, data, services))
-    products.append(_product(item, report["prefix"] + stem_of(item["file_name"]) + "_quicklook.png", "quicklook",
-                             png_preview(quick.data), "image/png", services))
+    products.append(put_file_product(services, item, report["prefix"] + stem_of(item["file_name"]) + "_quicklook.png", "quicklook",
+                             png_preview(quick.data), "image/png"))
     services.index.update_file(item["file_id"], {"status": STATUS_REDUCING, "products": list(products)})
 
 

@@ -49,3 +49,19 @@ def test_never_a_later_night_and_none_when_nothing_fits():
     assert cal.choose_master([_m("2024-03-15", 10)], "2024-03-14") is None
     assert cal.choose_master([], "2024-03-14") is None
     assert cal.window_start("2024-03-01", 7) == "2024-02-23"
+
+
+def _lamp(name, date_obs):
+    return {"file_name": name, "file_id": name, "date_obs": date_obs}
+
+
+def test_the_lamp_nearest_in_time_calibrates_a_frame_before_or_after_it():
+    before, after = _lamp("0021_arc.fits", "2024-03-15T01:00:00.000"), _lamp("0025_arc.fits", "2024-03-15T01:30:00.000")
+    assert cal.choose_lamp([before, after], "2024-03-15T01:10:00.000") is before
+    assert cal.choose_lamp([after, before], "2024-03-15T01:20:00.000") is after
+    # a tie goes to the earlier lamp, whatever order the index gives them in
+    assert cal.choose_lamp([after, before], "2024-03-15T01:15:00.000") is before
+    assert cal.choose_lamp([], "2024-03-15T01:15:00.000") is None
+    # without a time (a header with no DATE-OBS) the choice is still deterministic
+    assert cal.choose_lamp([after, before], None) is before
+    assert cal.choose_lamp([_lamp("x.fits", None), after], "2024-03-15T01:40:00.000") is after

@@ -2,6 +2,7 @@
 built once per version by racing workers, frames reduced with them, frames that came
 before their calibrations reduced again when those arrive."""
 import io
+from pathlib import Path
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -152,9 +153,90 @@ def test_the_page_shows_previews_and_provenance_of_a_reduced_frame(browser, syst
     card = page.locator("#detail")
     card.wait_for()
     page.wait_for_function("Array.from(document.querySelectorAll('#detail img'))"
-                           ".filter(i => i.complete && i.naturalWidth > 0).length === 2")
+                           ".filter(i => i.complete && i.naturalWidth > 0).length === 3")
     text = card.inner_text()
     sci = reduced_night["0022_EG21_400M2_GG455.fits"]
     assert sci["calibrations"]["master_bias"]["file_name"] in text
     assert "[3:24,1:948]" in text and "[26:2055,2:948]" in text and "cfzst_0022_EG21_400M2_GG455.fits" in text
+    # the calibrated spectrum, the lamp that calibrated it and how well
+    spectrum = card.locator("section.spectrum[data-target='1']")
+    quality = spectrum.locator(".quality").inner_text()
+    w = sci["spectra"][0]["wavelength"]
+    assert sci["lamp"]["file_name"] in quality and f"{w['rms_angstrom']:.3f} Å" in quality
+    assert f"{w['n_lines']} lines" in quality
+    assert spectrum.locator("img").get_attribute("alt") == "calibrated spectrum"
+    assert "wecfzst_0022_EG21_400M2_GG455_target_1.fits" in spectrum.inner_text()
+    page.screenshot(path=str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "page_spectrum.png"))
     page.close()
+
+
+# ---- spectra --------------------------------------------------------------------------
+def _truth(sim_night):
+    import json
+
+    return {f["name"]: f for f in json.loads((sim_night / "truth.json").read_text())["frames"]}
+
+
+def _nearest_lamp(sci, lamps):
+    from functions.core.calibrations import choose_lamp
+
+    return choose_lamp(list(lamps), sci["date_obs"])["file_name"]
+
+
+def test_science_spectra_are_extracted_and_calibrated_with_the_nearest_lamp(reduced_night, api, sim_night):
+    import numpy as np
+    from specutils import Spectrum1D
+
+    from infra.simulator import geometry
+
+    truth = _truth(sim_night)
+    lamps = [f for f in reduced_night.values() if f["obstype"] == "COMP"]
+    science = [f for f in reduced_night.values() if f["obstype"] == "OBJECT"]
+    assert len(science) == 3 and len(lamps) == 2
+    for f in science:
+        assert f["waiting_for"] == [] and f["spectra_notes"] == []
+        (s,) = f["spectra"]
+        assert f["lamp"]["file_name"] == _nearest_lamp(f, lamps)
+        w = s["wavelength"]
+        assert s.get("wavelength_error") is None and w["rms_pixels"] < 0.1 and w["n_lines"] >= 10, s
+        kinds = [p["kind"] for p in f["products"]]
+        for kind in ("extracted", "calibrated", "spectrum_plot", "lamp_calibrated", "lamp_plot"):
+            assert kinds.count(kind) == 1, (kind, kinds)
+        url = next(p["url"] for p in f["products"] if p["kind"] == "calibrated")
+        spec = Spectrum1D.read(io.BytesIO(api.http.get(url, timeout=30).content), format="wcs1d-fits")
+        # the wavelengths are those of the lamp's exposure (flexure moves the science frame
+        # by a fraction of a pixel against it): compare at the lamp's shift, in pixels
+        lamp_truth = truth[f["lamp"]["file_name"]]["wavelength_solution"]
+        axis = spec.spectral_axis.to_value("Angstrom")
+        raw_cols = np.arange(geometry.N_LIT_COLS) + geometry.FIRST_LIT_COL
+        true = np.polynomial.chebyshev.chebval(geometry.column_to_x(raw_cols, lamp_truth["shift"]),
+                                               lamp_truth["coefficients"])
+        assert axis[0] == pytest.approx(true[0], abs=0.5) and axis[-1] == pytest.approx(true[-1], abs=0.5)
+        assert spec.flux.unit == "adu" and np.nanmedian(spec.flux.value) > 0
+
+
+def test_a_lamp_that_arrives_after_its_science_frames_calibrates_them(system, s3, api, sim_night, monkeypatch):
+    from functions import spectroscopy
+
+    night = "2024-05-01"
+    paths = sorted(sim_night.glob("*.fits"))
+    lamps = [p for p in paths if "HgArNe" in p.name]
+    _upload(system, s3, night, [p for p in paths if p not in lamps])
+    early = _settle(system, api, night)
+    science = [f for f in early.values() if f["obstype"] == "OBJECT"]
+    for f in science:
+        assert f["waiting_for"] == ["comparison_lamp"]
+        assert "no comparison lamp" in f["spectra"][0]["wavelength_error"]
+        assert not any(p["kind"] == "calibrated" for p in f["products"])
+    extractions = []
+    real = spectroscopy.extract
+    monkeypatch.setattr(spectroscopy, "extract", lambda *a, **k: extractions.append(a[0]["file_name"]) or real(*a, **k))
+    _upload(system, s3, night, lamps)
+    late = _settle(system, api, night)
+    lamp_items = [f for f in late.values() if f["obstype"] == "COMP"]
+    for f in science:
+        after = late[f["file_name"]]
+        assert after["waiting_for"] == [] and after["spectra"][0]["wavelength"]["rms_pixels"] < 0.1
+        assert after["lamp"]["file_name"] == _nearest_lamp(after, lamp_items)
+    # the science frames were calibrated from their extracted spectra, not reduced again
+    assert extractions == []

@@ -73,3 +73,31 @@ def choose_master(candidates: List[Dict[str, Any]], night: str) -> Optional[Dict
     if earlier:
         return max(earlier, key=lambda m: (m["night"], m["count"], m["sk"]))
     return None
+
+
+def _seconds(iso: Optional[str]) -> Optional[float]:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(iso)).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def choose_lamp(candidates: List[Dict[str, Any]], date_obs: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The comparison lamp for a science frame: the one of its configuration nearest in
+    time (before or after: flexure moves the lines through the night, and the lamp
+    closest to the exposure has moved least). Ties go to the earlier lamp, then the name,
+    so the choice never depends on the order the index returns them in. The caller
+    passes lamps of the frame's night and configuration that are already reduced."""
+    t = _seconds(date_obs)
+    if not candidates:
+        return None
+    if t is None:
+        return min(candidates, key=lambda c: c["file_name"])
+
+    def distance(c):
+        tc = _seconds(c.get("date_obs"))
+        return (abs(tc - t) if tc is not None else float("inf"), tc if tc is not None else 0.0, c["file_name"])
+
+    return min(candidates, key=distance)

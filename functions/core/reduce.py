@@ -24,6 +24,7 @@ from astropy.io import fits
 from . import ccd
 from .ccd import Frame
 from .cosmics import reject_cosmic_rays
+from .extract import METHODS as EXTRACTION_TYPES, MODELS as TARGET_MODELS
 from .flats import METHODS as FLAT_METHODS
 from .regions import CAMERAS, overscan_section, parse_section, trim_section
 
@@ -57,6 +58,12 @@ class ReductionSettings:
     min_bias_files: int = 10
     min_flat_files: int = 10
     cosmic_niter: Optional[int] = None
+    # spectroscopy (the paper's names and defaults)
+    extraction_type: str = "fractional"
+    background_threshold: float = 1.0
+    correlation_tolerance: float = 15.0
+    target_fit_model: str = "gaussian"
+    max_targets: int = 3
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -95,6 +102,17 @@ def _validate(s: ReductionSettings) -> None:
     n = s.cosmic_niter
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 10):
         raise ValueError(f"cosmic_niter must be null or an integer 1..10, got {n!r}")
+    if s.extraction_type not in EXTRACTION_TYPES:
+        raise ValueError(f"extraction_type must be one of {EXTRACTION_TYPES}, got {s.extraction_type!r}")
+    if s.target_fit_model not in TARGET_MODELS:
+        raise ValueError(f"target_fit_model must be one of {TARGET_MODELS}, got {s.target_fit_model!r}")
+    for name, low in (("background_threshold", 0.0), ("correlation_tolerance", 0.0)):
+        v = getattr(s, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > low:
+            raise ValueError(f"{name} must be a positive number, got {v!r}")
+    m = s.max_targets
+    if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 20:
+        raise ValueError(f"max_targets must be an integer 1..20, got {m!r}")
 
 
 @dataclass

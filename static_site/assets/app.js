@@ -39,6 +39,13 @@
     return el;
   }
 
+  function appendLink(parent, p, label) {
+    const a = text("a", label, "product");
+    a.href = p.url; a.target = "_blank"; a.rel = "noopener"; a.title = p.file_name;
+    parent.appendChild(a);
+    parent.appendChild(document.createTextNode(" "));
+  }
+
   function row(f) {
     const tr = document.createElement("tr");
     tr.dataset.fileId = f.file_id;
@@ -58,12 +65,7 @@
     const details = document.createElement("td");
     if (f.error) details.appendChild(text("div", f.error, "error"));
     (f.notes || []).forEach(function (n) { details.appendChild(text("div", n, "note")); });
-    (f.products || []).forEach(function (p) {
-      const a = text("a", p.kind, "product");
-      a.href = p.url; a.target = "_blank"; a.rel = "noopener"; a.title = p.file_name;
-      details.appendChild(a);
-      details.appendChild(document.createTextNode(" "));
-    });
+    (f.products || []).forEach(function (p) { appendLink(details, p, p.kind); });
     tr.appendChild(details);
     return tr;
   }
@@ -104,6 +106,47 @@
     return fig;
   }
 
+  function named(f, fileName) {
+    return (f.products || []).find(function (p) { return p.file_name === fileName; });
+  }
+
+  function stem(name) { return name.replace(/\.[^.]*$/, ""); }
+
+  function fixed(v, digits) { return v == null ? "?" : Number(v).toFixed(digits); }
+
+  // One target: its calibrated spectrum, the lamp that calibrated it and how well,
+  // or why it is not calibrated yet; then the downloads.
+  function spectrumCard(f, s) {
+    const card = document.createElement("section");
+    card.className = "spectrum";
+    card.dataset.target = s.number;
+    card.appendChild(text("h3", "target " + s.number + " · row " + fixed(s.row, 1) + " · FWHM " + fixed(s.fwhm, 2) +
+      " rows · " + s.extraction + " extraction" + (s.median_snr != null ? " · S/N " + fixed(s.median_snr, 0) : "")));
+    const w = s.wavelength;
+    if (w) {
+      const plot = named(f, stem(s.calibrated_file_name || "") + ".png");
+      if (plot) card.appendChild(figure(plot, "calibrated spectrum"));
+      card.appendChild(text("div", "λ " + fixed(w.range[0], 1) + "–" + fixed(w.range[1], 1) + " Å, " +
+        fixed(w.dispersion, 3) + " Å/px · lamp " + w.lamp + " · RMS " + fixed(w.rms_angstrom, 3) + " Å (" +
+        fixed(w.rms_pixels, 3) + " px) · " + w.n_lines + " lines" + (w.rejected ? " (" + w.rejected + " rejected)" : "") +
+        " · " + w.method + (w.reference ? " " + w.reference : ""), "quality"));
+    } else if (s.wavelength_error) {
+      card.appendChild(text("div", "not wavelength calibrated: " + s.wavelength_error, "skipped"));
+    }
+    const links = document.createElement("div");
+    [["extracted", s.file_name], ["calibrated", s.calibrated_file_name]].forEach(function (pair) {
+      const p = pair[1] && named(f, pair[1]);
+      if (p) appendLink(links, p, pair[0] + " " + p.file_name);
+    });
+    (f.products || []).forEach(function (p) {
+      if ((p.kind === "lamp_calibrated" || p.kind === "lamp_plot") && p.file_name.indexOf("_target_" + s.number + ".") > 0) {
+        appendLink(links, p, (p.kind === "lamp_plot" ? "lamp plot " : "lamp ") + p.file_name);
+      }
+    });
+    card.appendChild(links);
+    return card;
+  }
+
   // The card the paper's interface had: previews of the raw and reduced frame and
   // what went into the reduction.
   function renderDetail(f) {
@@ -124,6 +167,8 @@
     else if (quick) previews.appendChild(figure(quick, "quicklook: reduced, cosmic rays not yet cleaned"));
     else if (other) previews.appendChild(figure(other, "preview"));
     parts.push(previews);
+    (f.spectra || []).forEach(function (s) { parts.push(spectrumCard(f, s)); });
+    (f.spectra_notes || []).forEach(function (n) { parts.push(text("div", n, "note")); });
     const dl = document.createElement("dl");
     function row(label, value, cls) {
       if (value == null || value === "") return;
