@@ -342,6 +342,9 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None
         spectra_fields, spectra_products, extracted = spectroscopy.extract(item, frame, report["prefix"], services,
                                                                            settings)
         fields.update(spectra_fields, products=products + spectra_products)
+    elif report["obstype"] == "COMP":
+        lamp_fields, lamp_products = spectroscopy.solve_lamp(item, frame, report["prefix"], services, settings)
+        fields.update(lamp_fields, products=products + lamp_products)
     services.index.update_file(item["file_id"], fields)
     log.info("reduced %s -> %s (bias %s, flat %s)", item["file_name"], reduced_name,
              calibs.master_bias_name, calibs.master_flat_name)

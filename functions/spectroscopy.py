@@ -14,15 +14,14 @@ frame with no lamp yet says so in `waiting_for` and `wavelength_error`.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from functions.api.chalicelib.index import STATUS_REDUCED, iter_all_files
 from functions.core.calibrations import choose_lamp
-from functions.core.spectra import (calibrated_fits, extract_targets, extracted_fits, lamp_spectrum, spectrum_png,
-                                    trace_from_summary)
+from functions.core.spectra import (calibrate_target, calibrated_fits, central_lamp_spectrum, extract_targets,
+                                    extracted_fits, lamp_spectrum, spectrum_png, trace_from_summary)
 from functions.products import put_file_product, read_fits, read_fits_hdus, stem_of
 from functions.services import send_task
 
@@ -159,8 +158,7 @@ def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extrac
 
 
 def _calibrate_one(item, s, lamp, lamp_data, lamp_header, extracted, services, config, new) -> Dict[str, Any]:
-    from functions.core.flexure import measure_flexure, shifted_coefficients
-    from functions.core.wavelength import WavelengthFailure, solve, spectral_binning
+    from functions.core.wavelength import WavelengthFailure
 
     shape = item.get("spectra_shape")
     if shape and list(lamp_data.shape) != list(shape):
@@ -170,37 +168,63 @@ def _calibrate_one(item, s, lamp, lamp_data, lamp_header, extracted, services, c
     if s["number"] not in extracted:
         return {"wavelength": None, "wavelength_error": "extracted spectrum not found"}
     lamp_flux = lamp_spectrum(lamp_data, trace_from_summary(s), s["aperture_rows"])
+    flux, variance, header, sky = extracted[s["number"]]
     try:
-        solution = solve(lamp_flux, lamp_header, config.settings)
+        done = calibrate_target(flux, variance, header, sky, lamp_flux, lamp_header, config.settings,
+                                lamp["file_name"])
     except WavelengthFailure as exc:
         return {"wavelength": None, "wavelength_error": f"lamp {lamp['file_name']}: {exc}"}
-    flux, variance, header, sky = extracted[s["number"]]
-    flexure = measure_flexure(sky, solution, spectral_binning(header)) if sky is not None else None
-    science_solution = solution if flexure is None else replace(
-        solution, coefficients=shifted_coefficients(solution.coefficients, flexure.shift))
     n, stem = s["number"], stem_of(item["file_name"])
     science_name = "w" + s["file_name"]
-    body, wl, fl = calibrated_fits(flux, variance, header, science_solution, lamp["file_name"], flexure)
-    new.append(put_file_product(services, item, science_name, "calibrated", body, "application/fits"))
+    new.append(put_file_product(services, item, science_name, "calibrated", done.science_fits, "application/fits"))
     title = f"{item.get('object') or stem}  target {n}  ({item['file_name']}, lamp {lamp['file_name']})"
     new.append(put_file_product(services, item, stem_of(science_name) + ".png", "spectrum_plot",
-                                spectrum_png(wl, fl, title), "image/png"))
+                                spectrum_png(done.wavelength, done.flux, title), "image/png"))
     lamp_name = f"we{stem_of(_reduced_product(lamp)['file_name'])}_for_{stem}_target_{n}"
-    lamp_body, lwl, lfl = calibrated_fits(lamp_flux, None, lamp_header, solution, lamp["file_name"])
-    new.append(put_file_product(services, item, lamp_name + ".fits", "lamp_calibrated", lamp_body, "application/fits"))
-    line_wavelengths = [line[1] for line in solution.lines]
+    new.append(put_file_product(services, item, lamp_name + ".fits", "lamp_calibrated", done.lamp_fits,
+                                "application/fits"))
     new.append(put_file_product(services, item, lamp_name + ".png", "lamp_plot",
-                                spectrum_png(lwl, lfl, f"lamp {lamp['file_name']}: {solution.n_lines} lines, rms "
-                                             f"{solution.rms_angstrom:.3f} Å", line_wavelengths), "image/png"))
-    summary = solution.as_dict()
-    summary.pop("lines", None)
-    summary.update(range=[round(float(wl[0]), 2), round(float(wl[-1]), 2)],
-                   dispersion=round(float(wl[1] - wl[0]), 5), lamp=lamp["file_name"],
-                   flexure=flexure.as_dict() if flexure else None)
+                                _lamp_plot(lamp["file_name"], done.solution, done.lamp_wavelength, done.lamp_flux),
+                                "image/png"))
+    summary = _solution_summary(done.science_solution, done.wavelength, lamp["file_name"], done.flexure)
     return {"wavelength": summary, "wavelength_error": None, "calibrated_file_name": science_name}
 
 
 # ---- a lamp was reduced -----------------------------------------------------------
+def _solution_summary(solution, wavelength: np.ndarray, lamp_name: str, flexure=None) -> Dict[str, Any]:
+    summary = solution.as_dict()
+    summary.pop("lines", None)
+    summary.update(range=[round(float(wavelength[0]), 2), round(float(wavelength[-1]), 2)],
+                   dispersion=round(float(wavelength[1] - wavelength[0]), 5), lamp=lamp_name,
+                   flexure=flexure.as_dict() if flexure else None)
+    return summary
+
+
+def _lamp_plot(lamp_name: str, solution, wavelength, flux) -> bytes:
+    return spectrum_png(wavelength, flux, f"lamp {lamp_name}: {solution.n_lines} lines, rms "
+                                          f"{solution.rms_angstrom:.3f} Å", [line[1] for line in solution.lines])
+
+
+def solve_lamp(item: Dict[str, Any], frame, prefix: str, services, settings) -> Tuple[Dict[str, Any], List[Dict]]:
+    """A lamp's own solution, along the middle of the slit, as soon as it is reduced: the
+    observer sees that the setup is what they meant (range, dispersion, lines found)
+    before the first science frame, and the lamp gets its `wecfzst_` product."""
+    from functions.core.wavelength import WavelengthFailure, solve
+
+    flux = central_lamp_spectrum(frame.data)
+    try:
+        solution = solve(flux, frame.header, settings)
+    except WavelengthFailure as exc:
+        return {"wavelength": None, "wavelength_error": str(exc)}, []
+    body, wl, fl = calibrated_fits(flux, None, frame.header, solution, item["file_name"])
+    name = f"we{prefix}{stem_of(item['file_name'])}"
+    products = [put_file_product(services, item, name + ".fits", "lamp_calibrated", body, "application/fits"),
+                put_file_product(services, item, name + ".png", "lamp_plot",
+                                 _lamp_plot(item["file_name"], solution, wl, fl), "image/png")]
+    return {"wavelength": _solution_summary(solution, wl, item["file_name"]), "wavelength_error": None}, products
+
+
+
 def lamp_reduced(lamp: Dict[str, Any], services) -> int:
     """Ask for the calibration of the science frames this lamp now serves best: those
     with no lamp, a lamp further away in time, or this lamp reduced differently."""

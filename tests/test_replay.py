@@ -29,7 +29,12 @@ def test_a_simulated_night_replays_end_to_end(sim_night, tmp_path):
         reduced = entry["obstype"] in ("COMP", "OBJECT")
         assert entry["status"] == ("reduced" if reduced else "indexed"), entry
         kinds = {p["kind"] for p in entry["products"]}
-        assert kinds == ({"header", "preview_raw", "reduced", "preview_reduced"} if reduced else {"header"})
+        expected = {"header", "preview_raw", "reduced", "preview_reduced"} if reduced else {"header"}
+        if entry["obstype"] == "COMP":
+            expected |= {"lamp_calibrated", "lamp_plot"}
+        if entry["obstype"] == "OBJECT":
+            expected |= {"extracted", "calibrated", "spectrum_plot", "lamp_calibrated", "lamp_plot"}
+        assert kinds == expected
         for product in entry["products"]:
             assert {"file_name", "kind", "key"} <= set(product)
             assert (tmp_path / "out" / entry["night"] / product["file_name"]).stat().st_size == product["size"]
@@ -80,3 +85,11 @@ def test_the_real_calibration_afternoon_replays_with_masters(tmp_path):
     lamp = next(e for e in index if e["obstype"] == "COMP")
     assert lamp["waiting_for"] == ["master_bias", "master_flat"]
     assert "no master bias" in lamp["reduction"]["steps_skipped"]["bias"]
+    # No reference lamp exists at these 930 settings: each Fe lamp is solved from the
+    # grating equation and goodman's NIST lists, as soon as it is reduced.
+    lamps = [e for e in index if e["obstype"] == "COMP"]
+    for e in lamps:
+        w = e["wavelength"]
+        assert w["method"] == "grating-equation" and w["rms_angstrom"] < 0.05 and w["n_lines"] >= 15, e
+        print(f"{e['file_name']}: {w['range'][0]:.1f}-{w['range'][1]:.1f} A, rms {w['rms_angstrom']:.3f} A "
+              f"({w['rms_pixels']:.3f} px), {w['n_lines']} lines")

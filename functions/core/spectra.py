@@ -109,6 +109,20 @@ def lamp_spectrum(data: np.ndarray, trace: Trace, aperture_rows: float) -> np.nd
     return (w * np.where(np.isfinite(arr), arr, 0.0)).sum(axis=0)
 
 
+#: Rows summed either side of the slit's centre for a lamp's own spectrum (no science trace):
+#: 40 rows keep the faint lines of real Fe arcs above the noise; the tilt of the lines
+#: over them is a fraction of a pixel, symmetric about the centre.
+LAMP_CENTRE_HALF_ROWS = 20.0
+
+
+def central_lamp_spectrum(data: np.ndarray) -> np.ndarray:
+    """The lamp summed over rows about the middle of the slit: its own spectrum, solved
+    as soon as it arrives so that the observer knows the setup before the science."""
+    arr = np.asarray(data)
+    centre = Trace(coefficients=((arr.shape[0] - 1) / 2.0,), rms=0.0, col_min=0, col_max=arr.shape[1] - 1, fwhm=1.0)
+    return lamp_spectrum(arr, centre, min(LAMP_CENTRE_HALF_ROWS, arr.shape[0] / 2.0))
+
+
 # ------------------------------------------------------------------------- products
 def _one_d_header(header: fits.Header) -> fits.Header:
     out = header.copy()
@@ -183,6 +197,42 @@ def calibrated_fits(flux: np.ndarray, variance: Optional[np.ndarray], header: fi
         h["GSP_FLXN"] = (len(flexure.lines), "sky lines measuring the flexure")
     body = _hdul(flux_lin, None if variance is None else var_lin, h)
     return body, crval1 + cdelt1 * np.arange(len(flux_lin)), flux_lin
+
+
+@dataclass(frozen=True)
+class CalibratedTarget:
+    """A target's spectrum calibrated with its lamp: the lamp's solution, the flexure
+    the sky lines measured (None: not measurable, not corrected), the solution applied
+    to the science spectrum, and the two `wecfzst_` products with what they hold."""
+
+    solution: Any
+    flexure: Any
+    science_solution: Any
+    science_fits: bytes
+    wavelength: np.ndarray
+    flux: np.ndarray
+    lamp_fits: bytes
+    lamp_wavelength: np.ndarray
+    lamp_flux: np.ndarray
+
+
+def calibrate_target(flux: np.ndarray, variance: Optional[np.ndarray], header: fits.Header, sky: Optional[np.ndarray],
+                     lamp_flux: np.ndarray, lamp_header: fits.Header, settings, lamp_name: str) -> CalibratedTarget:
+    """Solve the lamp extracted along this target, correct the flexure from the sky lines,
+    and build both calibrated products. Raises WavelengthFailure when the lamp gives no
+    acceptable solution."""
+    from dataclasses import replace
+
+    from .flexure import measure_flexure, shifted_coefficients
+    from .wavelength import solve, spectral_binning
+
+    solution = solve(lamp_flux, lamp_header, settings)
+    flexure = measure_flexure(sky, solution, spectral_binning(header)) if sky is not None else None
+    science_solution = solution if flexure is None else replace(
+        solution, coefficients=shifted_coefficients(solution.coefficients, flexure.shift))
+    body, wl, fl = calibrated_fits(flux, variance, header, science_solution, lamp_name, flexure)
+    lamp_body, lwl, lfl = calibrated_fits(lamp_flux, None, lamp_header, solution, lamp_name)
+    return CalibratedTarget(solution, flexure, science_solution, body, wl, fl, lamp_body, lwl, lfl)
 
 
 def spectrum_png(wavelength: np.ndarray, flux: np.ndarray, title: str, lines: Sequence[float] = (),

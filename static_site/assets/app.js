@@ -114,6 +114,36 @@
 
   function fixed(v, digits) { return v == null ? "?" : Number(v).toFixed(digits); }
 
+  // How good a wavelength solution is, in one line: range, dispersion, lamp, RMS, lines, flexure.
+  function quality(w, science) {
+    let line = "λ " + fixed(w.range[0], 1) + "–" + fixed(w.range[1], 1) + " Å, " + fixed(w.dispersion, 3) +
+      " Å/px · lamp " + w.lamp + " · RMS " + fixed(w.rms_angstrom, 3) + " Å (" + fixed(w.rms_pixels, 3) + " px) · " +
+      w.n_lines + " lines" + (w.rejected ? " (" + w.rejected + " rejected)" : "") + " · " + w.method +
+      (w.reference ? " " + w.reference : "");
+    if (w.flexure) {
+      line += " · flexure " + (w.flexure.shift_pixels >= 0 ? "+" : "") + fixed(w.flexure.shift_pixels, 3) +
+        " px from " + w.flexure.n_lines + " sky lines";
+    } else if (science) {
+      line += " · flexure not measured (no sky line bright enough)";
+    }
+    return line;
+  }
+
+  // A lamp's own solution along the middle of the slit, shown as soon as it is reduced.
+  function lampCard(f) {
+    const card = document.createElement("section");
+    card.className = "spectrum lamp";
+    card.appendChild(text("h3", "lamp solution (middle of the slit)"));
+    if (f.wavelength) {
+      const plot = product(f, "lamp_plot");
+      if (plot) card.appendChild(figure(plot, "calibrated lamp"));
+      card.appendChild(text("div", quality(f.wavelength, false), "quality"));
+    } else {
+      card.appendChild(text("div", "no wavelength solution: " + f.wavelength_error, "skipped"));
+    }
+    return card;
+  }
+
   // One target: its calibrated spectrum, the lamp that calibrated it and how well,
   // or why it is not calibrated yet; then the downloads.
   function spectrumCard(f, s) {
@@ -126,10 +156,7 @@
     if (w) {
       const plot = named(f, stem(s.calibrated_file_name || "") + ".png");
       if (plot) card.appendChild(figure(plot, "calibrated spectrum"));
-      card.appendChild(text("div", "λ " + fixed(w.range[0], 1) + "–" + fixed(w.range[1], 1) + " Å, " +
-        fixed(w.dispersion, 3) + " Å/px · lamp " + w.lamp + " · RMS " + fixed(w.rms_angstrom, 3) + " Å (" +
-        fixed(w.rms_pixels, 3) + " px) · " + w.n_lines + " lines" + (w.rejected ? " (" + w.rejected + " rejected)" : "") +
-        " · " + w.method + (w.reference ? " " + w.reference : ""), "quality"));
+      card.appendChild(text("div", quality(w, true), "quality"));
     } else if (s.wavelength_error) {
       card.appendChild(text("div", "not wavelength calibrated: " + s.wavelength_error, "skipped"));
     }
@@ -167,6 +194,7 @@
     else if (quick) previews.appendChild(figure(quick, "quicklook: reduced, cosmic rays not yet cleaned"));
     else if (other) previews.appendChild(figure(other, "preview"));
     parts.push(previews);
+    if (f.obstype === "COMP" && (f.wavelength || f.wavelength_error)) parts.push(lampCard(f));
     (f.spectra || []).forEach(function (s) { parts.push(spectrumCard(f, s)); });
     (f.spectra_notes || []).forEach(function (n) { parts.push(text("div", n, "note")); });
     const dl = document.createElement("dl");
