@@ -29,33 +29,49 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 
 
-def ours(raw_dir: str, out_json: str, out_dir: str) -> None:
-    """Run in a subprocess: reduce the night with functions.core, write timings as JSON."""
-    sys.path.insert(0, ROOT)
+def read_raw(raw_dir: str):
+    """Every raw frame of the folder as (name, uint16 data, header), grouped by OBSTYPE,
+    and the CPU seconds the reading took."""
     import numpy as np
     from astropy.io import fits
 
+    t = time.process_time()
+    by = {}
+    for f in sorted(glob.glob(os.path.join(raw_dir, "*.fits"))):
+        with fits.open(f) as hdul:
+            d, h = hdul[0].data.astype(np.uint16), hdul[0].header.copy()
+        by.setdefault(str(h["OBSTYPE"]).strip(), []).append((os.path.basename(f), d, h))
+    return by, time.process_time() - t
+
+
+def build_masters(by):
+    """Master bias and flat of the night with functions.core: (Calibrations, timings)."""
+    sys.path.insert(0, ROOT)
     from functions.core import masters
     from functions.core import reduce as R
 
-    t_all, w_all = time.process_time(), time.perf_counter()
-    files = sorted(glob.glob(os.path.join(raw_dir, "*.fits")))
-    frames = []
-    for f in files:
-        with fits.open(f) as hdul:
-            frames.append((os.path.basename(f), hdul[0].data.astype(np.uint16), hdul[0].header.copy()))
-    read_cpu = time.process_time() - t_all
-    by = {}
-    for name, d, h in frames:
-        by.setdefault(str(h["OBSTYPE"]).strip(), []).append((name, d, h))
-    res = {"read_cpu": read_cpu, "frames": []}
+    timings = {}
     t, w = time.process_time(), time.perf_counter()
     mb = masters.make_master_bias([(d, h) for _, d, h in by["BIAS"]], names=[n for n, _, _ in by["BIAS"]])
-    res["master_bias"] = {"cpu": time.process_time() - t, "wall": time.perf_counter() - w}
+    timings["master_bias"] = {"cpu": time.process_time() - t, "wall": time.perf_counter() - w}
     t, w = time.process_time(), time.perf_counter()
     mf, slit = masters.make_master_flat([(d, h) for _, d, h in by["FLAT"]], mb, names=[n for n, _, _ in by["FLAT"]])
-    res["master_flat"] = {"cpu": time.process_time() - t, "wall": time.perf_counter() - w, "slit": slit}
-    cal = R.Calibrations(mb, "master_bias.fits", mf, "norm_master_flat.fits", slit)
+    timings["master_flat"] = {"cpu": time.process_time() - t, "wall": time.perf_counter() - w, "slit": slit}
+    return R.Calibrations(mb, "master_bias.fits", mf, "norm_master_flat.fits", slit), timings
+
+
+def ours(raw_dir: str, out_json: str, out_dir: str) -> None:
+    """Run in a subprocess: reduce the night with functions.core, write timings as JSON."""
+    sys.path.insert(0, ROOT)
+    from astropy.io import fits
+
+    from functions.core import reduce as R
+
+    t_all, w_all = time.process_time(), time.perf_counter()
+    by, read_cpu = read_raw(raw_dir)
+    res = {"read_cpu": read_cpu, "frames": []}
+    cal, timings = build_masters(by)
+    res.update(timings)
     settings = R.ReductionSettings()
     for kind in ("COMP", "OBJECT"):
         for name, d, h in by.get(kind, []):
@@ -88,12 +104,17 @@ GOODMAN = ("import sys\n"
            "ReduceCCD()(get_args(['--raw-path', sys.argv[1], '--red-path', sys.argv[2], '--cosmic', 'lacosmic']))\n")
 
 
-def main() -> int:
+def bench_args(argv=None) -> argparse.Namespace:
+    """The benchmarks' command line: --keep DIR, --skip-goodman, and the child's hidden --_ours."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--keep", help="work in this directory instead of a temp dir")
     ap.add_argument("--skip-goodman", action="store_true")
     ap.add_argument("--_ours", nargs=3, help=argparse.SUPPRESS)
-    a = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main() -> int:
+    a = bench_args()
     if a._ours:
         ours(*a._ours)
         return 0
