@@ -1,119 +1,284 @@
-"""Upload each FITS file in a folder once it is complete, exactly once.
+"""Upload each FITS file in a folder once it is complete, exactly once, verified.
 
-The folder is scanned every `interval` seconds (a polling watcher works on every
-mount, NFS and SMB included). A file is offered once it is a whole FITS file and
-has not changed for `settle` seconds; it is uploaded to `{prefix}{night}/{name}`
-with its SHA-256 in the object's metadata, and then recorded in the state file so a
-restart does not upload it again.
+Three parts that only talk through the journal (SQLite in `state_dir`):
+  the watcher   records files as they appear and queues each once it is whole FITS;
+  the uploaders hash a queued file once, put it under `{prefix}{night}/{name}` and
+                prove it arrived (uploader.py); newest files first, so tonight's target
+                never waits behind last night's backfill;
+  the backoff   keeps them from hammering storage that is down, and lets them all go
+                the moment it is back.
+A restart, or a kill at any moment, loses nothing: on start whatever was in flight is
+queued again (it is found in storage and verified, not sent twice) and the folder is
+re-scanned for what arrived meanwhile.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
-from sync_agent.fitscheck import fits_state
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sync_agent.backoff import Backoff, jittered
+from sync_agent.checksums import Digests
+from sync_agent.journal import Journal, export_uploaded
 from sync_agent.night import night_of, read_date_obs
+from sync_agent.uploader import FileChanged, NotVerified, Uploader, open_version
+from sync_agent.watcher import FITS_SUFFIXES, FolderWatcher
 
 log = logging.getLogger("goodman_live.sync")
-FITS_SUFFIXES = (".fits", ".fit")
+__all__ = ["SyncAgent", "FITS_SUFFIXES"]
+
+PROGRESS_EVERY = 10.0
+EXPORT_EVERY = 30.0
+STORAGE_ERRORS = (ClientError, BotoCoreError, NotVerified)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _digests_of(row) -> Optional[Digests]:
+    if not row["sha256"]:
+        return None
+    return Digests(row["size"], row["sha256"], row["md5"], row["part_size"] or 0, row["parts_sha256"],
+                   row["parts_etag"])
 
 
-@dataclass
 class SyncAgent:
-    watch_dir: Path
-    bucket: str
-    s3: object
-    prefix: str = "raw/"
-    state_dir: Optional[Path] = None
-    settle: float = 0.5
-    stale_after: float = 120.0
-    on_upload: Optional[Callable[[Path, str], None]] = None
-    done: Dict[str, dict] = field(default_factory=dict)
-    _warned: set = field(default_factory=set)
+    def __init__(self, watch_dir, bucket: str, s3, prefix: str = "raw/", state_dir=None, settle: float = 0.5, *,
+                 stale_after: float = 120.0, rescan: float = 60.0, workers: int = 8,
+                 multipart_threshold: int = 16 << 20, part_size: int = 8 << 20, max_backoff: float = 30.0,
+                 verify: str = "head", use_inotify: bool = True,
+                 on_upload: Optional[Callable[[Path, str], None]] = None):
+        self.watch_dir = Path(watch_dir)
+        self.bucket = bucket
+        self.prefix = prefix
+        self.state_dir = Path(state_dir or Path.home() / ".goodman-live-sync")
+        self.workers = workers
+        self.max_backoff = max_backoff
+        self.on_upload = on_upload
+        self.journal = Journal(self.state_dir)
+        self._work = threading.Condition()
+        self.watcher = FolderWatcher(self.watch_dir, self.journal, settle=settle, stale_after=stale_after,
+                                     rescan=rescan, on_queued=self._wake, use_inotify=use_inotify)
+        self.uploader = Uploader(s3, bucket, multipart_threshold=multipart_threshold, part_size=part_size,
+                                 verify=verify)
+        self.backoff = Backoff(base=0.5, cap=max_backoff)
+        self.sent_files = 0
+        self.sent_bytes = 0
+        self.failures = 0
 
-    def __post_init__(self):
-        self.watch_dir = Path(self.watch_dir)
-        self.state_dir = Path(self.state_dir or Path.home() / ".goodman-live-sync")
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._state_file = self.state_dir / "uploaded.json"
-        if self._state_file.exists():
-            self.done = json.loads(self._state_file.read_text())
+    @classmethod
+    def from_config(cls, cfg, s3) -> "SyncAgent":
+        return cls(cfg.watch, cfg.bucket, s3, prefix=cfg.prefix, state_dir=cfg.state_dir, settle=cfg.settle,
+                   stale_after=cfg.stale_after, rescan=cfg.rescan, workers=cfg.workers,
+                   multipart_threshold=cfg.multipart_threshold, part_size=cfg.part_size,
+                   max_backoff=cfg.max_backoff, verify=cfg.verify)
 
-    def _save_state(self) -> None:
-        tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.done, indent=1, sort_keys=True))
-        os.replace(tmp, self._state_file)
+    @property
+    def settle(self) -> float:
+        return self.watcher.settle
 
     def key_for(self, path: Path) -> str:
         night = night_of(read_date_obs(str(path)), path.stat().st_mtime)
         return f"{self.prefix}{night}/{path.name}"
 
-    def pending(self, now: Optional[float] = None) -> List[Path]:
-        """Files ready to upload, oldest first."""
-        now = time.time() if now is None else now
-        ready = []
-        for path in sorted(self.watch_dir.iterdir(), key=lambda p: p.name):
-            if not path.is_file() or path.suffix.lower() not in FITS_SUFFIXES:
-                continue
-            st = path.stat()
-            seen = self.done.get(path.name)
-            if seen and seen["size"] == st.st_size and seen["mtime_ns"] == st.st_mtime_ns:
-                continue
-            if now - st.st_mtime < self.settle:
-                continue
-            state = fits_state(str(path))
-            if state == "incomplete":
-                if now - st.st_mtime > self.stale_after and path.name not in self._warned:
-                    self._warned.add(path.name)
-                    log.warning("%s has not been a complete FITS file for %.0f s: not uploaded", path.name,
-                                now - st.st_mtime)
-                continue
-            if state == "invalid":
-                log.warning("%s is not a FITS file; uploading it so the index records why it failed", path.name)
-            ready.append(path)
-        return sorted(ready, key=lambda p: p.stat().st_mtime)
+    def _wake(self) -> None:
+        with self._work:
+            self._work.notify_all()
 
-    def upload(self, path: Path) -> str:
-        st = path.stat()
-        digest = sha256_of(path)
-        key = self.key_for(path)
-        with open(path, "rb") as fh:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=fh, ContentType="application/fits",
-                               Metadata={"sha256": digest})
-        self.done[path.name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest, "key": key,
-                                "uploaded_at": time.time()}
-        self._save_state()
-        log.info("uploaded %s -> s3://%s/%s", path.name, self.bucket, key)
+    # ---- one file
+    def process(self, row) -> Optional[str]:
+        """Upload one claimed file; the key it is stored under, or None if not (yet)."""
+        name = row["name"]
+        path = self.watch_dir / name
+        try:
+            self.uploader.abort_recorded(row["upload_id"])
+            with open_version(path, row["size"], row["mtime_ns"]) as fh:
+                digests = _digests_of(row)
+                key = row["key"]
+                if digests is None:
+                    digests = self.uploader.digest(fh, row["size"])
+                    key = self.key_for(path)
+                    if not self.journal.set_digests(row, key, digests):
+                        raise FileChanged(f"{name} changed while it was being hashed")
+                outcome = self.uploader.upload(fh, digests, key,
+                                               on_upload_id=lambda value: self.journal.set_upload_id(row, value))
+        except FileNotFoundError:
+            self.backoff.release()
+            log.error("%s disappeared before it was uploaded", name)
+            self.journal.give_up(row, "file disappeared before upload")
+            return None
+        except (FileChanged, EOFError) as exc:
+            self.backoff.release()
+            log.info("%s: %s; looking at it again", name, exc)
+            self.journal.reconsider(name)
+            self._wake()
+            return None
+        except STORAGE_ERRORS as exc:
+            self._storage_failed(row, exc)
+            return None
+        except OSError as exc:          # the local disk: retry this file later, the storage is fine
+            self.backoff.release()
+            self.failures += 1
+            log.warning("cannot read %s (%s); retrying later", name, exc)
+            self.journal.retry_later(row, f"local: {exc}", jittered(row["attempts"] + 1, 1.0, self.max_backoff))
+            return None
+        except Exception as exc:        # a bug or a surprise: keep the file queued, say so loudly
+            log.exception("unexpected error uploading %s", name)
+            self._storage_failed(row, exc)
+            return None
+        if self.backoff.succeeded():
+            self.journal.all_due_now()
+            self.journal.put_meta(outage_since=None)
+        if not self.journal.finish(row, key, outcome.stored_key, outcome.verified_by):
+            log.info("%s changed during its upload; the new version follows", name)
+        if outcome.existing_sha256 is not None:
+            self.journal.record_conflict(name, key, outcome.existing_sha256, outcome.stored_key, digests.sha256)
+        if outcome.sent:
+            self.sent_files += 1
+            self.sent_bytes += row["size"]
+            log.info("uploaded %s -> s3://%s/%s (verified: %s)", name, self.bucket, outcome.stored_key,
+                     outcome.verified_by)
+        else:
+            log.info("%s is already in s3://%s/%s (verified: %s); not sent again", name, self.bucket,
+                     outcome.stored_key, outcome.verified_by)
         if self.on_upload:
-            self.on_upload(path, key)
-        return key
+            self.on_upload(path, outcome.stored_key)
+        return outcome.stored_key
+
+    def _storage_failed(self, row, exc: Exception) -> None:
+        self.failures += 1
+        delay = self.backoff.failed()
+        message = f"{type(exc).__name__}: {exc}"
+        self.journal.retry_later(row, message, jittered(row["attempts"], 1.0, self.max_backoff))
+        self.journal.put_meta(last_error=message[:500], last_error_at=time.time(),
+                              outage_since=self.backoff.since)
+        n = self.backoff.failures
+        if n == 1 or n % 10 == 0:
+            since = time.time() - (self.backoff.since or time.time())
+            log.warning("upload of %s failed (%s); storage failing for %.0f s, next try in %.1f s",
+                        row["name"], message[:300], since, delay)
+
+    # ---- many files
+    def _drain(self, stop: Optional[threading.Event] = None, keys: Optional[list] = None, once: bool = False):
+        """A worker: take the newest due file, upload it, repeat."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            if not once and not self.backoff.wait_turn(stop):
+                return
+            if not once and self.backoff.in_outage:
+                self._probe()
+                continue
+            row = self.journal.claim()
+            if row is None:
+                self.backoff.release()
+                if once:
+                    return
+                self._wait_for_work(stop)
+                continue
+            key = self.process(row)
+            if key is not None and keys is not None:
+                keys.append(key)
+
+    def _probe(self) -> None:
+        """In an outage one cheap request, not a file, tests the storage: when it answers,
+        every worker starts again with the newest files, not with whichever file
+        happened to be probing."""
+        if self.uploader.reachable(f"{self.prefix}.goodman-live-sync-probe"):
+            if self.backoff.succeeded():
+                self.journal.all_due_now()
+                self.journal.put_meta(outage_since=None)
+                log.info("storage reachable again; draining the backlog")
+            return
+        delay = self.backoff.failed()
+        if self.backoff.failures % 10 == 0:
+            since = time.time() - (self.backoff.since or time.time())
+            log.warning("storage still unreachable after %.0f s; next try in %.1f s; %d files waiting", since,
+                        delay, self.journal.backlog()["files"])
+
+    def _wait_for_work(self, stop: threading.Event) -> None:
+        due = self.journal.next_due()
+        timeout = 5.0 if due is None else min(5.0, max(0.05, due - time.time()))
+        with self._work:
+            if not stop.is_set():
+                self._work.wait(timeout)
 
     def scan_once(self) -> List[str]:
-        return [self.upload(p) for p in self.pending()]
+        """Queue what is complete now and try each queued file once; the keys stored."""
+        self.journal.recover()
+        self.journal.all_due_now()
+        self.watcher.scan()
+        self.watcher.recheck_pending()
+        keys: List[str] = []
+        threads = [threading.Thread(target=self._drain, kwargs=dict(keys=keys, once=True), daemon=True)
+                   for _ in range(self.workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        export_uploaded(self.journal, self.state_dir / "uploaded.json")
+        return keys
 
     def run(self, interval: float = 0.25, stop: Optional[threading.Event] = None) -> None:
         stop = stop or threading.Event()
-        delay = interval
-        while not stop.is_set():
-            try:
-                self.scan_once()
-                delay = interval
-            except Exception as exc:  # storage unreachable: back off, keep the files for later
-                delay = min(max(delay * 2, 1.0), 60.0)
-                log.warning("upload failed (%s); retrying in %.0f s", exc, delay)
-            stop.wait(delay)
+        recovered = self.journal.recover()
+        if recovered:
+            log.info("%d uploads were in flight when the agent last stopped: checking them again", recovered)
+        self.journal.put_meta(pid=os.getpid(), started_at=time.time(), heartbeat=time.time(),
+                              watch=str(self.watch_dir), bucket=self.bucket, prefix=self.prefix)
+        self.watcher.scan()
+        workers = [threading.Thread(target=self._drain, args=(stop,), name=f"upload-{i}", daemon=True)
+                   for i in range(self.workers)]
+        for t in workers:
+            t.start()
+        progress = _Progress(self)
+        next_export = time.monotonic() + EXPORT_EVERY
+        try:
+            while not stop.is_set():
+                self.watcher.poll(interval)
+                progress.tick()
+                if time.monotonic() >= next_export:
+                    export_uploaded(self.journal, self.state_dir / "uploaded.json")
+                    next_export = time.monotonic() + EXPORT_EVERY
+        finally:
+            stop.set()
+            self._wake()
+            self.backoff.release()
+            for t in workers:
+                t.join(timeout=60)
+            self.watcher.close()
+            export_uploaded(self.journal, self.state_dir / "uploaded.json")
+            self.journal.put_meta(pid=None, heartbeat=time.time())
+
+
+class _Progress:
+    """A line every PROGRESS_EVERY seconds while there is a backlog, and a heartbeat."""
+
+    def __init__(self, agent: SyncAgent):
+        self.agent = agent
+        self.next = time.monotonic() + PROGRESS_EVERY
+        self.start = time.monotonic()
+        self.last_files = 0
+        self.reported_backlog = False
+
+    def tick(self) -> None:
+        if time.monotonic() < self.next:
+            return
+        self.next = time.monotonic() + PROGRESS_EVERY
+        agent = self.agent
+        agent.journal.put_meta(heartbeat=time.time(), outage_since=agent.backoff.since)
+        backlog = agent.journal.backlog()
+        sent = agent.sent_files - self.last_files
+        self.last_files = agent.sent_files
+        if backlog["files"]:
+            rate = sent / PROGRESS_EVERY
+            behind = time.time() - backlog["oldest"] / 1e9 if backlog["oldest"] else 0
+            eta = f", ~{backlog['files'] / rate:.0f} s to go" if rate > 0 else ""
+            log.info("backlog: %d files (%.1f MB) to upload, behind by %.0f s; %.1f files/s%s; %d uploaded since start",
+                     backlog["files"], backlog["bytes"] / 1e6, behind, rate, eta, agent.sent_files)
+            self.reported_backlog = True
+        elif self.reported_backlog:
+            log.info("backlog cleared: %d files (%.1f MB) uploaded since start", agent.sent_files,
+                     agent.sent_bytes / 1e6)
+            self.reported_backlog = False

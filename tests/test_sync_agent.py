@@ -1,5 +1,7 @@
 """Sync agent v1 against the local stack's S3 over HTTP."""
 import hashlib
+import sys
+from pathlib import Path
 import os
 import subprocess
 import time
@@ -91,3 +93,150 @@ def test_cli_once(system, tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "uploaded 0003_arc.fits" in out and "notes.txt" not in out
+
+
+# ---------------------------------------------------------------- v2: journal, verification, conflicts
+import json  # noqa: E402
+import threading  # noqa: E402
+
+from sync_agent.checksums import digest_file  # noqa: E402
+from sync_agent.journal import Journal  # noqa: E402
+from sync_agent.uploader import DIFFERS, SAME, UNKNOWN, conflict_key, judge  # noqa: E402
+
+
+def test_newest_file_is_claimed_first(tmp_path):
+    journal = Journal(tmp_path)
+    for i, name in enumerate(["old_a.fits", "old_b.fits", "tonight.fits", "old_c.fits"]):
+        journal.see(name, 10, (1000 + (10**6 if name == "tonight.fits" else i)) * 10**9, "queued")
+    assert [journal.claim()["name"] for _ in range(4)] == ["tonight.fits", "old_c.fits", "old_b.fits", "old_a.fits"]
+    assert journal.claim() is None
+
+
+def test_judge_proves_bytes_by_etag_or_checksum_never_by_an_echoed_claim(tmp_path):
+    path = tmp_path / "f.fits"
+    path.write_bytes(RAW)
+    with open(path, "rb") as fh:
+        d = digest_file(fh, len(RAW))
+    head = {"ContentLength": len(RAW), "ETag": f'"{d.md5}"', "Metadata": {"sha256": d.sha256}}
+    assert judge(head, d) == (SAME, "etag-md5")
+    # moto stores whatever checksum the client claims: a matching checksum must not
+    # hide an ETag (the server's own MD5) that says the bytes differ.
+    assert judge({**head, "ETag": '"%s"' % ("0" * 32), "ChecksumSHA256": d.sha256_b64}, d)[0] == DIFFERS
+    kms = {"ContentLength": len(RAW), "ETag": '"%s"' % ("0" * 32), "ServerSideEncryption": "aws:kms"}
+    assert judge({**kms, "ChecksumSHA256": d.sha256_b64}, d) == (SAME, "checksum-sha256")
+    assert judge(kms, d)[0] == UNKNOWN                              # read it back
+    assert judge({**head, "ContentLength": 1}, d)[0] == DIFFERS
+    assert judge({**head, "Metadata": {"sha256": "ab" * 32}}, d)[0] == DIFFERS
+
+
+def test_multipart_digests_match_what_s3_reports(tmp_path):
+    data = bytes(range(256)) * 50000                                  # 12.8 MB
+    path = tmp_path / "big.fits"
+    path.write_bytes(data)
+    with open(path, "rb") as fh:
+        d = digest_file(fh, len(data), part_size=5 << 20)
+    assert d.parts_etag.endswith("-3") and d.sha256 == hashlib.sha256(data).hexdigest()
+    head = {"ContentLength": len(data), "ETag": "x", "ChecksumSHA256": d.parts_sha256 + "-3",
+            "ServerSideEncryption": "aws:kms"}
+    assert judge(head, d) == (SAME, "checksum-sha256")
+
+
+def test_conflict_key_keeps_the_suffix_the_ingest_needs():
+    assert conflict_key("raw/2018-03-19/0001_arc.fits", "0123456789abcdef" * 4) == \
+        "raw/2018-03-19/0001_arc.sha256-0123456789ab.fits"
+
+
+def test_a_different_object_under_the_name_is_kept_and_reported(agent, s3, system):
+    s3.put_object(Bucket=system.raw_bucket, Key="sync-test/2018-03-19/0004_arc.fits", Body=b"someone else's")
+    (agent.watch_dir / "0004_arc.fits").write_bytes(RAW)
+    os.utime(agent.watch_dir / "0004_arc.fits", (time.time() - 5, time.time() - 5))
+    (key,) = agent.scan_once()
+    assert key == f"sync-test/2018-03-19/0004_arc.sha256-{hashlib.sha256(RAW).hexdigest()[:12]}.fits"
+    assert s3.get_object(Bucket=system.raw_bucket, Key="sync-test/2018-03-19/0004_arc.fits")["Body"].read() == \
+        b"someone else's"
+    assert s3.get_object(Bucket=system.raw_bucket, Key=key)["Body"].read() == RAW
+    from sync_agent.status import gather, render
+    report = gather(agent.state_dir)
+    assert report["counts"]["conflict"] == 1
+    assert report["conflicts"][0]["stored_key"] == key
+    assert "conflicts (both kept)" in render(report)
+
+
+def test_the_same_bytes_already_in_storage_are_not_sent_again(agent, s3, system):
+    s3.put_object(Bucket=system.raw_bucket, Key="sync-test/2018-03-19/0005_arc.fits", Body=RAW)
+    (agent.watch_dir / "0005_arc.fits").write_bytes(RAW)
+    os.utime(agent.watch_dir / "0005_arc.fits", (time.time() - 5, time.time() - 5))
+    sent = []
+    agent.uploader.send = lambda *a, **k: sent.append(a)
+    assert agent.scan_once() == ["sync-test/2018-03-19/0005_arc.fits"]
+    assert sent == []
+    row = agent.journal.get("0005_arc.fits")
+    assert row["state"] == "done" and row["verified_by"] == "already-present:etag-md5"
+
+
+def test_polling_alone_finds_files_on_mounts_without_events(system, s3, tmp_path):
+    watch = tmp_path / "RAW"
+    watch.mkdir()
+    agent = SyncAgent(watch, system.raw_bucket, s3, prefix="sync-poll/", state_dir=tmp_path / "state", settle=0.3,
+                      use_inotify=False)
+    stop = threading.Event()
+    runner = threading.Thread(target=agent.run, args=(0.1, stop))
+    runner.start()
+    try:
+        (watch / "0006_arc.fits").write_bytes(RAW)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (agent.journal.get("0006_arc.fits") or {"state": ""})["state"] != "done":
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+    row = agent.journal.get("0006_arc.fits")
+    assert row["state"] == "done"
+    assert row["done_at"] - row["mtime_ns"] / 1e9 >= 0.3                 # waited out the settle time
+
+
+def test_config_file_with_cli_override_and_no_secret_in_logs(system, tmp_path):
+    watch = tmp_path / "RAW"
+    watch.mkdir()
+    (watch / "0007_arc.fits").write_bytes(RAW)
+    env = system.stack.environment()
+    secret = env["AWS_SECRET_ACCESS_KEY"]
+    cfg = tmp_path / "sync.toml"
+    cfg.write_text(f'[sync]\nwatch = "{watch}"\nbucket = "no-such-bucket"\nendpoint_url = "{env["AWS_ENDPOINT_URL"]}"\n'
+                   f'prefix = "sync-cfg/"\nstate_dir = "{tmp_path / "state"}"\nsettle = 0.0\nlog_level = "DEBUG"\n'
+                   f'aws_access_key_id = "{env["AWS_ACCESS_KEY_ID"]}"\naws_secret_access_key = "{secret}"\n')
+    cfg.chmod(0o600)
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    run_env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-m", "sync_agent", "--config", str(cfg), "--bucket", system.raw_bucket,
+                          "--once"], env=run_env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "uploaded 0007_arc.fits -> s3://%s/sync-cfg/2018-03-19/0007_arc.fits" % system.raw_bucket in out.stderr
+    assert secret not in out.stderr + out.stdout
+    status = subprocess.run([sys.executable, "-m", "sync_agent", "status", "--config", str(cfg), "--json"],
+                            env=run_env, capture_output=True, text=True, timeout=60)
+    report = json.loads(status.stdout)
+    assert report["counts"]["done"] == 1 and report["last_uploads"][0]["name"] == "0007_arc.fits"
+    text = subprocess.run([sys.executable, "-m", "sync_agent", "status", "--config", str(cfg)], env=run_env,
+                          capture_output=True, text=True, timeout=60).stdout
+    assert "1 done" in text and "behind by" in text
+
+
+def test_idle_agent_uses_almost_no_cpu(system, tmp_path):
+    watch = tmp_path / "RAW"
+    watch.mkdir()
+    proc = system.start_sync_agent(watch, tmp_path / "state", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(2.0)                                                  # past imports and the first scan
+
+        def cpu_s():
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        before = cpu_s()
+        time.sleep(5.0)
+        used = cpu_s() - before
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    print(f"\nidle agent: {used:.3f} s CPU in 5 s")
+    assert used < 0.25
