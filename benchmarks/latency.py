@@ -1,6 +1,6 @@
 """Seconds from a file's close on the mountain disk to what the API shows of it (listed,
-quicklook preview, final reduced status), over a simulated night streamed into a
-watched folder.
+quicklook preview, final reduced status, wavelength-calibrated spectrum), over a
+simulated night streamed into a watched folder.
 
 Two paths are measured in one run, on one embedded stack:
   agent     the instrument writes the file; the sync agent (its own process, its CLI,
@@ -44,7 +44,7 @@ def watch_api(base: str, night: str, seen: dict, stop: threading.Event, expected
     """Follow the change feed as the page does, noting when each file first shows up
     (indexed), when a science frame's quicklook shows up, and when it turns final."""
     http, cursor = requests.Session(), ""
-    while not stop.is_set() and len(seen["final"]) < expected:
+    while not stop.is_set():
         data = http.get(f"{base}/api/files", params={"night": night, "since": cursor}, timeout=10).json()
         now = time.time()
         cursor = data["cursor"] or cursor
@@ -53,6 +53,8 @@ def watch_api(base: str, night: str, seen: dict, stop: threading.Event, expected
             seen["first"].setdefault(name, now)
             if any(p["kind"] in ("quicklook", "preview_reduced") for p in f.get("products", [])):
                 seen["preview"].setdefault(name, now)
+            if any(p["kind"] == "calibrated" for p in f.get("products", [])):
+                seen["spectrum"].setdefault(name, now)
             if f["status"] in FINAL_STATUSES:
                 seen["final"].setdefault(name, now)
                 seen["obstype"][name] = f["obstype"]
@@ -61,7 +63,7 @@ def watch_api(base: str, night: str, seen: dict, stop: threading.Event, expected
 
 def run_path(system: EmbeddedSystem, name: str, night: str, frames: int, cadence: float, seed: int) -> dict:
     closed = {}
-    seen = {"first": {}, "preview": {}, "final": {}, "obstype": {}}
+    seen = {"first": {}, "preview": {}, "final": {}, "spectrum": {}, "obstype": {}}
     stop = threading.Event()
     with tempfile.TemporaryDirectory(prefix=f"latency-{name}-") as tmp:
         watch = Path(tmp) / "RAW"
@@ -83,7 +85,12 @@ def run_path(system: EmbeddedSystem, name: str, night: str, frames: int, cadence
         t0 = time.time()
         observe(watch, seed=seed, night=night, frames=frames, cadence=cadence, on_close=on_close)
         deadline = time.time() + 60
-        while len(seen["final"]) < frames and time.time() < deadline:
+
+        def done():
+            science = [n for n, t in seen["obstype"].items() if t == "OBJECT"]
+            return len(seen["final"]) >= frames and all(n in seen["spectrum"] for n in science)
+
+        while not done() and time.time() < deadline:
             time.sleep(0.1)
         wall = time.time() - t0
         stop.set()
@@ -101,7 +108,8 @@ def run_path(system: EmbeddedSystem, name: str, night: str, frames: int, cadence
     science = [n for n, t in seen["obstype"].items() if t == "OBJECT"]
     return {"path": name, "frames": frames, "visible": len(seen["final"]), "wall_s": wall,
             "indexed": stats(seen["first"]), "final": stats(seen["final"]),
-            "science_preview": stats(seen["preview"], science), "science_final": stats(seen["final"], science)}
+            "science_preview": stats(seen["preview"], science), "science_final": stats(seen["final"], science),
+            "science_spectrum": stats(seen["spectrum"], science)}
 
 
 def main(argv=None) -> int:
@@ -121,7 +129,8 @@ def main(argv=None) -> int:
     print(f"{'path':10s} {'what':26s} {'n':>3s} {'p50 s':>7s} {'p95 s':>7s} {'max s':>7s}")
     for r in results:
         for what, label in (("indexed", "listed (indexed)"), ("final", "final status, all frames"),
-                            ("science_preview", "science quicklook preview"), ("science_final", "science cfzst_ reduced")):
+                            ("science_preview", "science quicklook preview"), ("science_final", "science cfzst_ reduced"),
+                            ("science_spectrum", "science calibrated spectrum")):
             st = r[what]
             if st["n"]:
                 print(f"{r['path']:10s} {label:26s} {st['n']:3d} {st['p50_s']:7.3f} {st['p95_s']:7.3f} {st['max_s']:7.3f}")
