@@ -28,20 +28,9 @@ def put_file_product(services, item: Dict[str, Any], name: str, kind: str, body:
     return put_product(services, product_key(item["night"], item["file_name"], name), name, kind, body, content_type)
 
 
-def read_fits(s3, bucket: str, key: str):
-    """(data, header) of the first HDU of a FITS object, read whole into memory."""
-    import io
-
-    from astropy.io import fits
-
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    with fits.open(io.BytesIO(body), memmap=False) as hdul:
-        return hdul[0].data, hdul[0].header.copy()
-
-
 def read_fits_hdus(s3, bucket: str, key: str):
-    """Every HDU's (data, header) of a FITS object: the 1-D products keep their variance
-    in a second HDU."""
+    """Every HDU's (data, header) of a FITS object, read whole into memory (the 1-D
+    products keep their variance and sky in further HDUs)."""
     import io
 
     from astropy.io import fits
@@ -49,3 +38,8 @@ def read_fits_hdus(s3, bucket: str, key: str):
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     with fits.open(io.BytesIO(body), memmap=False) as hdul:
         return [(h.data, h.header.copy()) for h in hdul]
+
+
+def read_fits(s3, bucket: str, key: str):
+    """(data, header) of the first HDU of a FITS object."""
+    return read_fits_hdus(s3, bucket, key)[0]

@@ -20,8 +20,9 @@ import numpy as np
 
 from functions.api.chalicelib.index import STATUS_REDUCED, iter_all_files
 from functions.core.calibrations import choose_lamp
+from functions.core.plot import spectrum_png
 from functions.core.spectra import (calibrate_target, calibrated_fits, central_lamp_spectrum, extract_targets,
-                                    extracted_fits, lamp_spectrum, spectrum_png, trace_from_summary)
+                                    extracted_fits, lamp_spectrum, trace_from_summary)
 from functions.products import put_file_product, read_fits, read_fits_hdus, stem_of
 from functions.services import send_task
 
@@ -30,7 +31,6 @@ log = logging.getLogger("goodman_live.spectra")
 LAMP_WAIT = "comparison_lamp"
 #: Product kinds made by the calibration: replaced whenever a frame is calibrated again.
 CALIBRATED_KINDS = ("calibrated", "spectrum_plot", "lamp_calibrated", "lamp_plot")
-EXTRACTED_KINDS = ("extracted",)
 
 #: Reduced lamps a warm worker keeps (a night has a handful; several science frames
 #: use each one).
@@ -202,7 +202,7 @@ def _solution_summary(solution, wavelength: np.ndarray, lamp_name: str, flexure=
 
 def _lamp_plot(lamp_name: str, solution, wavelength, flux) -> bytes:
     return spectrum_png(wavelength, flux, f"lamp {lamp_name}: {solution.n_lines} lines, rms "
-                                          f"{solution.rms_angstrom:.3f} Å", [line[1] for line in solution.lines])
+                                          f"{solution.rms_angstrom:.3f} A", [line[1] for line in solution.lines])
 
 
 def solve_lamp(item: Dict[str, Any], frame, prefix: str, services, settings) -> Tuple[Dict[str, Any], List[Dict]]:

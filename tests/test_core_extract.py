@@ -258,3 +258,20 @@ def test_bad_arguments():
         extract(data, tr, 2.0, method="boxcar")
     with pytest.raises(ValueError):
         extract(data, tr, 0.0)
+
+
+def test_bin_medians_are_numpys_nanmedian_bin_by_bin():
+    import warnings
+
+    from functions.core.extract import _bin_medians
+
+    rng = np.random.default_rng(5)
+    arr = rng.normal(size=(40, 103))
+    arr[rng.random(arr.shape) < 0.2] = np.nan
+    arr[:, 100:103] = np.nan  # a bin with nothing finite
+    edges = np.array(list(range(0, 103, 5)) + [103])
+    got = _bin_medians(arr, edges)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = np.stack([np.nanmedian(arr[:, a:b], axis=1) for a, b in zip(edges[:-1], edges[1:])], axis=1)
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.allclose(got[~np.isnan(got)], want[~np.isnan(want)])

@@ -13,8 +13,8 @@ from astropy.io import fits
 
 from functions.core.masters import camera_binning
 from functions.core.reduce import Calibrations, ReductionSettings, reduce_frame
-from functions.core.spectra import (calibrated_fits, extract_targets, extracted_fits, lamp_spectrum, spectrum_png,
-                                    trace_from_summary)
+from functions.core.plot import spectrum_png
+from functions.core.spectra import calibrated_fits, extract_targets, extracted_fits, lamp_spectrum, trace_from_summary
 from infra.simulator import geometry, make_night, render_frame
 from infra.simulator.truth import frame_truth
 
@@ -128,9 +128,20 @@ def test_calibrated_product_opens_in_specutils_with_the_right_wavelengths(night,
     assert header["CTYPE1"] == "WAVE" and header["CUNIT1"] == "Angstrom"
 
 
-def test_spectrum_plot_is_a_png():
-    png = spectrum_png(np.linspace(4000, 7000, 500), np.sin(np.linspace(0, 9, 500)), "test", lines=(5000.0,))
+def test_spectrum_plot_is_a_png_with_round_ticks():
+    from PIL import Image
+
+    from functions.core.plot import nice_ticks
+
+    png = spectrum_png(np.linspace(4000, 7000, 4000), np.sin(np.linspace(0, 9, 4000)), "test", lines=(5000.0,))
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Image.open(io.BytesIO(png)).size == (1000, 360)
+    assert nice_ticks(4965.9, 8970.0) == [5000.0, 6000.0, 7000.0, 8000.0]
+    assert nice_ticks(4965.9, 8970.0, 12) == [5000.0 + 500 * k for k in range(8)]
+    assert nice_ticks(-0.3, 1.1, 5) == [0.0, 0.5, 1.0] and str(nice_ticks(-0.3, 1.1, 5)[0]) == "0.0"
+    assert nice_ticks(1.0, 1.0) == []
+    with pytest.raises(ValueError):
+        spectrum_png(np.arange(3), np.arange(4), "mismatch")
 
 
 def _truth_wavelengths(plan, frame_plan, ncols):

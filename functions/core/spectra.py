@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 from astropy.io import fits
@@ -233,34 +233,3 @@ def calibrate_target(flux: np.ndarray, variance: Optional[np.ndarray], header: f
     body, wl, fl = calibrated_fits(flux, variance, header, science_solution, lamp_name, flexure)
     lamp_body, lwl, lfl = calibrated_fits(lamp_flux, None, lamp_header, solution, lamp_name)
     return CalibratedTarget(solution, flexure, science_solution, body, wl, fl, lamp_body, lwl, lfl)
-
-
-def spectrum_png(wavelength: np.ndarray, flux: np.ndarray, title: str, lines: Sequence[float] = (),
-                 width: int = 1000, height: int = 360) -> bytes:
-    """A spectrum plot with a wavelength axis, for the page and for a quick look.
-
-    matplotlib with the Agg canvas (no pyplot, no GUI backend): imported on first use,
-    ~0.3 s once per warm worker, then ~40 ms a plot.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width / 100.0, height / 100.0), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.plot(wavelength, flux, lw=0.7, color="#1f4e79")
-    for w in lines:
-        ax.axvline(w, color="#c55a11", lw=0.4, alpha=0.5)
-    finite = np.asarray(flux)[np.isfinite(flux)]
-    if finite.size:
-        lo, hi = np.percentile(finite, [0.5, 99.5])
-        pad = 0.08 * (hi - lo if hi > lo else 1.0)
-        ax.set_ylim(lo - pad, hi + pad)
-    ax.set_xlim(float(np.min(wavelength)), float(np.max(wavelength)))
-    ax.set_xlabel("wavelength (Å, air)")
-    ax.set_ylabel("flux (ADU)")
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
