@@ -1,6 +1,6 @@
 """Seconds from a file's close on the mountain disk to what the API shows of it (listed,
-quicklook preview, final reduced status, wavelength-calibrated spectrum), over a
-simulated night streamed into a watched folder.
+quicklook preview, final reduced status, quicklook and clean wavelength-calibrated
+spectrum), over a simulated night streamed into a watched folder.
 
 Two paths are measured in one run, on one embedded stack:
   agent     the instrument writes the file; the sync agent (its own process, its CLI,
@@ -53,7 +53,10 @@ def watch_api(base: str, night: str, seen: dict, stop: threading.Event, expected
             seen["first"].setdefault(name, now)
             if any(p["kind"] in ("quicklook", "preview_reduced") for p in f.get("products", [])):
                 seen["preview"].setdefault(name, now)
-            if any(p["kind"] == "calibrated" for p in f.get("products", [])):
+            kinds = {p["kind"] for p in f.get("products", [])}
+            if kinds & {"quicklook_spectrum", "calibrated"}:
+                seen["spectrum_first"].setdefault(name, now)
+            if "calibrated" in kinds:
                 seen["spectrum"].setdefault(name, now)
             if f["status"] in FINAL_STATUSES:
                 seen["final"].setdefault(name, now)
@@ -63,7 +66,7 @@ def watch_api(base: str, night: str, seen: dict, stop: threading.Event, expected
 
 def run_path(system: EmbeddedSystem, name: str, night: str, frames: int, cadence: float, seed: int) -> dict:
     closed = {}
-    seen = {"first": {}, "preview": {}, "final": {}, "spectrum": {}, "obstype": {}}
+    seen = {"first": {}, "preview": {}, "final": {}, "spectrum_first": {}, "spectrum": {}, "obstype": {}}
     stop = threading.Event()
     with tempfile.TemporaryDirectory(prefix=f"latency-{name}-") as tmp:
         watch = Path(tmp) / "RAW"
@@ -109,6 +112,7 @@ def run_path(system: EmbeddedSystem, name: str, night: str, frames: int, cadence
     return {"path": name, "frames": frames, "visible": len(seen["final"]), "wall_s": wall,
             "indexed": stats(seen["first"]), "final": stats(seen["final"]),
             "science_preview": stats(seen["preview"], science), "science_final": stats(seen["final"], science),
+            "science_spectrum_first": stats(seen["spectrum_first"], science),
             "science_spectrum": stats(seen["spectrum"], science)}
 
 
@@ -126,14 +130,15 @@ def main(argv=None) -> int:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"seconds from a file's close to what the API shows, {args.frames} frames, one every "
           f"{args.cadence:g} s (2071x948 uint16, 3.9 MB each), 2 workers")
-    print(f"{'path':10s} {'what':26s} {'n':>3s} {'p50 s':>7s} {'p95 s':>7s} {'max s':>7s}")
+    print(f"{'path':10s} {'what':28s} {'n':>3s} {'p50 s':>7s} {'p95 s':>7s} {'max s':>7s}")
     for r in results:
         for what, label in (("indexed", "listed (indexed)"), ("final", "final status, all frames"),
                             ("science_preview", "science quicklook preview"), ("science_final", "science cfzst_ reduced"),
+                            ("science_spectrum_first", "science quicklook spectrum"),
                             ("science_spectrum", "science calibrated spectrum")):
             st = r[what]
             if st["n"]:
-                print(f"{r['path']:10s} {label:26s} {st['n']:3d} {st['p50_s']:7.3f} {st['p95_s']:7.3f} {st['max_s']:7.3f}")
+                print(f"{r['path']:10s} {label:28s} {st['n']:3d} {st['p50_s']:7.3f} {st['p95_s']:7.3f} {st['max_s']:7.3f}")
     base, agent = results
     print(f"sync agent adds {agent['indexed']['p50_s'] - base['indexed']['p50_s']:+.3f} s at p50, "
           f"{agent['indexed']['p95_s'] - base['indexed']['p95_s']:+.3f} s at p95 (close to listed)")

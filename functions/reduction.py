@@ -292,6 +292,8 @@ def trigger_dependents(kind: str, night: str, group: str, services) -> None:
 
 
 # ---- frames ---------------------------------------------------------------------------
+#: Previews made before cosmic-ray cleaning; the clean products replace them.
+QUICKLOOK_KINDS = ("quicklook", spectroscopy.QUICKLOOK_SPECTRUM)
 def _calibration_ref(master: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     if not master:
         return None
@@ -328,7 +330,7 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None
     reduced_name = report["prefix"] + item["file_name"]
     if not any(p["kind"] == "preview_raw" for p in products):
         products.append(_raw_preview(item, data, services))
-    products = [p for p in products if p["kind"] != "quicklook"]
+    products = [p for p in products if p["kind"] not in QUICKLOOK_KINDS]
     products.append(put_file_product(services, item, reduced_name, "reduced", _fits_bytes(frame), "application/fits"))
     products.append(put_file_product(services, item, report["prefix"] + stem_of(item["file_name"]) + ".png", "preview_reduced",
                              png_preview(frame.data), "image/png"))
@@ -366,9 +368,13 @@ def _quicklook(item, data, header, calibs, settings, products, services) -> None
     quick, report = reduce_frame(data, header, item["obstype"], item["camera"], _binning(item), calibs,
                                  replace(settings, cosmic_ray_rejection="none"))
     products.append(_raw_preview(item, data, services))
-    products.append(put_file_product(services, item, report["prefix"] + stem_of(item["file_name"]) + "_quicklook.png", "quicklook",
-                             png_preview(quick.data), "image/png"))
+    products.append(put_file_product(services, item, report["prefix"] + stem_of(item["file_name"]) + "_quicklook.png",
+                                     "quicklook", png_preview(quick.data), "image/png"))
     services.index.update_file(item["file_id"], {"status": STATUS_REDUCING, "products": list(products)})
+    spectra = spectroscopy.quicklook_spectra(item, quick, services, settings)
+    if spectra:
+        products.extend(spectra)
+        services.index.update_file(item["file_id"], {"products": list(products)})
 
 
 def _jsonable(value):

@@ -29,6 +29,7 @@ from functions.services import send_task
 log = logging.getLogger("goodman_live.spectra")
 
 LAMP_WAIT = "comparison_lamp"
+QUICKLOOK_SPECTRUM = "quicklook_spectrum"
 #: Product kinds made by the calibration: replaced whenever a frame is calibrated again.
 CALIBRATED_KINDS = ("calibrated", "spectrum_plot", "lamp_calibrated", "lamp_plot")
 
@@ -61,6 +62,39 @@ def extract(item: Dict[str, Any], frame, prefix: str, services, settings) -> Tup
         extracted[ts.number] = (ts.spectrum.flux, ts.spectrum.variance, frame.header, ts.spectrum.sky)
     fields = {"spectra": summaries, "spectra_notes": notes, "spectra_shape": list(frame.data.shape)}
     return fields, products, extracted
+
+
+def quicklook_spectra(item: Dict[str, Any], quick, services, settings) -> List[Dict[str, Any]]:
+    """Plots of each target's calibrated spectrum from the frame before cosmic-ray
+    cleaning: the observer sees the spectrum a second after the file arrives, three
+    before the clean products (a cosmic ray may show as a spike until then). Nothing
+    when there is no lamp yet or anything fails: the clean products say why."""
+    from functions.core.wavelength import WavelengthFailure
+
+    lamp, _ = find_lamp(item, services)
+    if lamp is None:
+        return []
+    lamp_data, lamp_header = _load_lamp(lamp, services)
+    if lamp_data.shape != quick.data.shape:
+        return []
+    try:
+        spectra, _ = extract_targets(quick.data, quick.mask, quick.header, settings)
+    except ValueError:
+        return []
+    products, stem = [], stem_of(item["file_name"])
+    for ts in spectra:
+        lamp_flux = lamp_spectrum(lamp_data, ts.trace, ts.spectrum.aperture)
+        try:
+            done = calibrate_target(ts.spectrum.flux, None, quick.header, ts.spectrum.sky, lamp_flux, lamp_header,
+                                    settings, lamp["file_name"])
+        except WavelengthFailure:
+            continue
+        title = (f"QUICKLOOK {item.get('object') or stem}  target {ts.number}  ({item['file_name']}, "
+                 f"lamp {lamp['file_name']}; cosmic rays not yet cleaned)")
+        products.append(put_file_product(services, item, f"{stem}_target_{ts.number}_quicklook_spectrum.png",
+                                         QUICKLOOK_SPECTRUM, spectrum_png(done.wavelength, done.flux, title),
+                                         "image/png"))
+    return products
 
 
 # ---- calibration ------------------------------------------------------------------

@@ -244,3 +244,28 @@ def test_a_lamp_that_arrives_after_its_science_frames_calibrates_them(system, s3
         assert after["lamp"]["file_name"] == _nearest_lamp(after, lamp_items)
     # the science frames were calibrated from their extracted spectra, not reduced again
     assert extractions == []
+
+
+def test_a_quicklook_spectrum_comes_before_the_clean_one_and_gives_way_to_it(system, s3, api, sim_night,
+                                                                              reduced_night):
+    """A science frame on a night whose lamp is reduced: its spectrum is plotted from the
+    frame before cosmic-ray cleaning first, then replaced by the clean products."""
+    night = "2024-03-14"
+    source = sim_night / "0023_EG21_400M2_GG455.fits"
+    name = "0099_EG21_again.fits"
+    key = f"{system.raw_prefix}{night}/{name}"
+    s3.put_object(Bucket=system.raw_bucket, Key=key, Body=source.read_bytes())
+    file_id = file_id_for(system.raw_bucket, key)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        f = api.json(f"/api/files/{file_id}") if api.get(f"/api/files/{file_id}").status_code == 200 else {}
+        kinds = {p["kind"] for p in f.get("products", [])}
+        if "calibrated" in kinds and system.idle():
+            break
+        time.sleep(0.05)
+    assert "calibrated" in kinds, f
+    assert "quicklook_spectrum" not in kinds          # the clean spectrum replaced it
+    products_bucket = system.stack.definition["products_bucket"]["name"]
+    listed = s3.list_objects_v2(Bucket=products_bucket, Prefix=f"{night}/0099_EG21_again/")
+    names = [o["Key"].rsplit("/", 1)[1] for o in listed.get("Contents", [])]
+    assert "0099_EG21_again_target_1_quicklook_spectrum.png" in names, names

@@ -195,6 +195,9 @@
     else if (other) previews.appendChild(figure(other, "preview"));
     parts.push(previews);
     if (f.obstype === "COMP" && (f.wavelength || f.wavelength_error)) parts.push(lampCard(f));
+    (f.products || []).forEach(function (p) {
+      if (p.kind === "quicklook_spectrum") parts.push(figure(p, "quicklook spectrum: cosmic rays not yet cleaned"));
+    });
     (f.spectra || []).forEach(function (s) { parts.push(spectrumCard(f, s)); });
     (f.spectra_notes || []).forEach(function (n) { parts.push(text("div", n, "note")); });
     const dl = document.createElement("dl");
