@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from functions.api.chalicelib.index import STATUS_REDUCED, iter_all_files
+from functions.api.chalicelib.index import STATUS_FAILED, STATUS_REDUCED, STATUS_UNSUPPORTED, iter_all_files
 from functions.core.calibrations import choose_lamp
 from functions.core.plot import spectrum_png
 from functions.core.spectra import (calibrate_target, calibrated_fits, central_lamp_spectrum, extract_targets,
@@ -66,7 +66,7 @@ def extract(item: Dict[str, Any], frame, prefix: str, services, settings) -> Tup
 
 def quicklook_spectra(item: Dict[str, Any], quick, services, settings) -> List[Dict[str, Any]]:
     """Plots of each target's calibrated spectrum from the frame before cosmic-ray
-    cleaning: the observer sees the spectrum a second after the file arrives, three
+    cleaning: the observer sees the spectrum about 1.7 s after the file closes, seconds
     before the clean products (a cosmic ray may show as a spike until then). Nothing
     when there is no lamp yet or anything fails: the clean products say why."""
     from functions.core.wavelength import WavelengthFailure
@@ -119,7 +119,7 @@ def find_lamp(item: Dict[str, Any], services) -> Tuple[Optional[Dict[str, Any]],
     """(lamp to use, number of lamps of this setup still on their way)."""
     lamps = [f for f in iter_all_files(services.index, item["night"], "COMP") if _same_setup(f, item)]
     ready = [f for f in lamps if f.get("status") == STATUS_REDUCED and _reduced_product(f)]
-    pending = sum(1 for f in lamps if f.get("status") not in (STATUS_REDUCED, "failed", "unsupported"))
+    pending = sum(1 for f in lamps if f.get("status") not in (STATUS_REDUCED, STATUS_FAILED, STATUS_UNSUPPORTED))
     return choose_lamp(ready, item.get("date_obs")), pending
 
 
