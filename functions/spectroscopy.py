@@ -69,8 +69,6 @@ def quicklook_spectra(item: Dict[str, Any], quick, services, settings) -> List[D
     cleaning: the observer sees the spectrum about 1.7 s after the file closes, seconds
     before the clean products (a cosmic ray may show as a spike until then). Nothing
     when there is no lamp yet or anything fails: the clean products say why."""
-    from functions.core.wavelength import WavelengthFailure
-
     lamp, _ = find_lamp(item, services)
     if lamp is None:
         return []
@@ -87,7 +85,7 @@ def quicklook_spectra(item: Dict[str, Any], quick, services, settings) -> List[D
         try:
             done = calibrate_target(ts.spectrum.flux, None, quick.header, ts.spectrum.sky, lamp_flux, lamp_header,
                                     settings, lamp["file_name"])
-        except WavelengthFailure:
+        except ValueError:  # WavelengthFailure, or nothing finite: the clean products will say
             continue
         title = (f"QUICKLOOK {item.get('object') or stem}  target {ts.number}  ({item['file_name']}, "
                  f"lamp {lamp['file_name']}; cosmic rays not yet cleaned)")
@@ -192,8 +190,6 @@ def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extrac
 
 
 def _calibrate_one(item, s, lamp, lamp_data, lamp_header, extracted, services, config, new) -> Dict[str, Any]:
-    from functions.core.wavelength import WavelengthFailure
-
     shape = item.get("spectra_shape")
     if shape and list(lamp_data.shape) != list(shape):
         return {"wavelength": None, "wavelength_error": (
@@ -206,7 +202,7 @@ def _calibrate_one(item, s, lamp, lamp_data, lamp_header, extracted, services, c
     try:
         done = calibrate_target(flux, variance, header, sky, lamp_flux, lamp_header, config.settings,
                                 lamp["file_name"])
-    except WavelengthFailure as exc:
+    except ValueError as exc:  # WavelengthFailure, or nothing finite to resample
         return {"wavelength": None, "wavelength_error": f"lamp {lamp['file_name']}: {exc}"}
     n, stem = s["number"], stem_of(item["file_name"])
     science_name = "w" + s["file_name"]

@@ -191,3 +191,26 @@ def test_moving_a_solution_moves_every_wavelength():
     j = np.linspace(0, 2029, 50)
     moved = shifted_coefficients(c, 0.37)
     assert np.allclose(np.polynomial.chebyshev.chebval(j, moved), np.polynomial.chebyshev.chebval(j - 0.37, c))
+
+
+def test_a_column_with_no_good_pixel_is_bridged_and_masked_not_zero(night, extracted):
+    """A cosmic ray across the whole aperture leaves a column without flux: the
+    calibrated spectrum must not show it as an absorption line."""
+    from functions.core.wavelength import solve
+
+    ts = extracted[0][0]
+    lamp_flux = lamp_spectrum(night["comp"].data, ts.trace, ts.spectrum.aperture)
+    solution = solve(lamp_flux, night["comp"].header, SETTINGS)
+    flux, var = ts.spectrum.flux.copy(), ts.spectrum.variance.copy()
+    flux[900] = var[900] = np.nan
+    body, wl, fl = calibrated_fits(flux, var, night["sci"].header, solution, "lamp.fits")
+    with fits.open(io.BytesIO(body)) as hdul:
+        mask = hdul["MASK"].data.astype(bool)
+    at = (solution.wavelength(900) - wl[0]) / (wl[1] - wl[0])  # where column 900 lands on the linear grid
+    assert 1 <= mask.sum() <= 3 and abs(np.flatnonzero(mask).mean() - at) < 1
+    k = int(round(at))
+    near = fl[k - 5:k + 6][~mask[k - 5:k + 6]]
+    assert fl[mask].min() > 0.8 * near.min() and np.all(np.isfinite(fl))
+    clean, _, _ = calibrated_fits(ts.spectrum.flux, ts.spectrum.variance, night["sci"].header, solution, "lamp.fits")
+    with fits.open(io.BytesIO(clean)) as hdul:
+        assert "MASK" not in hdul

@@ -132,7 +132,7 @@ def _one_d_header(header: fits.Header) -> fits.Header:
 
 
 def _hdul(flux: np.ndarray, variance: Optional[np.ndarray], header: fits.Header,
-          sky: Optional[np.ndarray] = None) -> bytes:
+          sky: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None) -> bytes:
     primary = fits.PrimaryHDU(data=np.asarray(flux, dtype=np.float32), header=header)
     hdus = [primary]
     if variance is not None:
@@ -143,6 +143,10 @@ def _hdul(flux: np.ndarray, variance: Optional[np.ndarray], header: fits.Header,
         sky_hdu = fits.ImageHDU(data=np.asarray(sky, dtype=np.float32), name="SKY")
         sky_hdu.header["BUNIT"] = ("adu", "sky subtracted, per pixel row")
         hdus.append(sky_hdu)
+    if mask is not None:
+        mask_hdu = fits.ImageHDU(data=np.asarray(mask, dtype=np.uint8), name="MASK")
+        mask_hdu.header["COMMENT"] = "1: no good pixel in the aperture, bridged from the neighbours"
+        hdus.append(mask_hdu)
     buf = io.BytesIO()
     fits.HDUList(hdus).writeto(buf, output_verify="silentfix")
     return buf.getvalue()
@@ -188,14 +192,25 @@ def calibrated_fits(flux: np.ndarray, variance: Optional[np.ndarray], header: fi
     to this spectrum (for a science frame: the lamp's, moved by `flexure`)."""
     from .wavelength import linearize
 
-    var = np.zeros_like(flux) if variance is None else variance
-    flux_lin, var_lin, crval1, cdelt1 = linearize(np.nan_to_num(flux), np.nan_to_num(var), solution)
+    flux = np.asarray(flux, dtype=float)
+    var = np.zeros_like(flux) if variance is None else np.asarray(variance, dtype=float)
+    bad = ~(np.isfinite(flux) & np.isfinite(var))
+    if bad.all():
+        raise ValueError("no finite flux to resample")
+    # A column with no good pixel in the aperture (a cosmic ray across it) has no flux:
+    # bridged from its neighbours for the resampling, and flagged in MASK, rather than
+    # read as zero flux (a false absorption line).
+    j = np.arange(flux.size)
+    filled = np.where(bad, np.interp(j, j[~bad], flux[~bad]), flux)
+    filled_var = np.where(bad, np.interp(j, j[~bad], var[~bad]), var)
+    flux_lin, var_lin, crval1, cdelt1 = linearize(filled, filled_var, solution)
+    mask = linearize(bad.astype(float), None, solution)[0] > 1e-6 if bad.any() else None
     h = _one_d_header(header)
     _wavelength_cards(h, solution, crval1, cdelt1, len(flux_lin), lamp_name)
     if flexure is not None:
         h["GSP_FLEX"] = (round(flexure.shift, 4), "flexure from sky lines, px (applied)")
         h["GSP_FLXN"] = (len(flexure.lines), "sky lines measuring the flexure")
-    body = _hdul(flux_lin, None if variance is None else var_lin, h)
+    body = _hdul(flux_lin, None if variance is None else var_lin, h, mask=mask)
     return body, crval1 + cdelt1 * np.arange(len(flux_lin)), flux_lin
 
 
