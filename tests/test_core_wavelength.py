@@ -340,3 +340,12 @@ def test_header_parsing():
     assert wl.lamp_elements(h) == ("Cu", "He", "Ar") and wl.spectral_binning(h) == 2
     h = fits.Header({"OBJECT": "HgArNe", "LAMP_HGA": "TRUE", "LAMP_NE": "TRUE", "LAMP_FE": "FALSE"})
     assert wl.lamp_elements(h) == ("Hg", "Ar", "Ne")
+
+
+def test_a_solution_that_leaves_the_bright_lines_unexplained_is_refused():
+    """930M2_Ar with the reference switched off: the search settles on an identification
+    that fits some lines but not the bright ones; with the RMS limit relaxed it is still
+    refused, for that reason."""
+    flux, header, _ = simulated_lamp("930M2_Ar", seed=5)
+    with pytest.raises(WavelengthFailure, match="brightest lamp lines"):
+        solve(flux, header, Settings(wavelength_use_reference=False, wavelength_max_rms_pixels=1.0))
