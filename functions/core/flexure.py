@@ -59,18 +59,18 @@ def _pixels_of(solution, wavelengths: np.ndarray) -> np.ndarray:
 def measure_flexure(sky: np.ndarray, solution, binning: int) -> Optional[Flexure]:
     """The shift of the sky lines in `sky` (one value per column) from where `solution`
     puts them, or None when no sky line is bright enough to tell."""
-    from .wavelength import _fit_lines, _noise, _residual_spectrum
+    from .wavelength import fit_lines, noise_sigma, residual_spectrum
 
     sky = np.nan_to_num(np.asarray(sky, dtype=float))
-    resid = _residual_spectrum(sky, binning)
-    noise = _noise(resid)
+    resid = residual_spectrum(sky, binning)
+    noise = noise_sigma(resid)
     predicted = _pixels_of(solution, np.asarray(SKY_LINES))
     half = max(3, int(round(8 / binning)))
     usable = np.isfinite(predicted) & (predicted > half + MAX_SHIFT_PX) & (predicted < sky.size - half - MAX_SHIFT_PX - 1)
     if not usable.any() or not noise > 0:
         return None
     wl, guess = np.asarray(SKY_LINES)[usable], predicted[usable]
-    centre, sigma, flux, ok = _fit_lines(resid, guess, half)
+    centre, sigma, flux, ok = fit_lines(resid, guess, half)
     peak = flux / (np.sqrt(2 * np.pi) * np.maximum(sigma, 0.25))
     offset = centre - guess
     good = ok & (peak > MIN_SNR * noise) & (np.abs(offset) < MAX_SHIFT_PX)

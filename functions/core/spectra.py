@@ -60,7 +60,7 @@ def trace_from_summary(summary: Dict[str, Any]) -> Trace:
                  fwhm=summary["fwhm"])
 
 
-def _noise(header: fits.Header) -> Tuple[float, float]:
+def _gain_rdnoise(header: fits.Header) -> Tuple[float, float]:
     try:
         return float(header["GAIN"]), float(header["RDNOISE"])
     except (KeyError, TypeError, ValueError):
@@ -76,7 +76,7 @@ def extract_targets(data: np.ndarray, mask: Optional[np.ndarray], header: fits.H
     what the wavelength solution (a function of column) applies to. Returns the
     spectra and notes on targets that could not be traced (nothing is dropped silently).
     """
-    gain, rdnoise = _noise(header)
+    gain, rdnoise = _gain_rdnoise(header)
     notes: List[str] = []
     targets = find_targets(data, max_targets=settings.max_targets, background_threshold=settings.background_threshold,
                            model=settings.target_fit_model, mask=mask)

@@ -235,14 +235,14 @@ def _continuum(flux: np.ndarray, width: int) -> np.ndarray:
     return ndimage.uniform_filter1d(floor, size=width, mode="nearest")
 
 
-def _noise(resid: np.ndarray) -> float:
+def noise_sigma(resid: np.ndarray) -> float:
     """Pixel noise from the MAD of first differences: blind to lines and continuum slopes."""
     d = np.diff(resid)
     sigma = MAD_TO_SIGMA * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0)
     return float(sigma) if sigma > 0 else float(np.std(d) / np.sqrt(2.0) or 1.0)
 
 
-def _fit_lines(y: np.ndarray, guesses: np.ndarray, half: int, sigma0: float = 1.0, n_iter: int = 12):
+def fit_lines(y: np.ndarray, guesses: np.ndarray, half: int, sigma0: float = 1.0, n_iter: int = 12):
     """Pixel-integrated Gaussian + constant fitted to each line (vectorised Gauss-Newton).
 
     Why integrated: binned lamp lines are 1-2 px wide, and the samples are integrals over
@@ -316,28 +316,28 @@ class _Lines:
     half: int
 
 
-def _residual_spectrum(flux: np.ndarray, binning: int) -> np.ndarray:
+def residual_spectrum(flux: np.ndarray, binning: int) -> np.ndarray:
     width = max(15, int(round(61 / binning)) | 1)
     return flux - _continuum(flux, width)
 
 
 def detect_lines(flux: np.ndarray, binning: int, threshold: float) -> _Lines:
     """Emission lines above `threshold` x noise, with sub-pixel centres."""
-    resid = _residual_spectrum(flux, binning)
-    noise = _noise(resid)
+    resid = residual_spectrum(flux, binning)
+    noise = noise_sigma(resid)
     peaks, props = signal.find_peaks(resid, height=threshold * noise, prominence=threshold * noise)
     empty = np.array([])
     if peaks.size == 0:
         return _Lines(empty, empty, empty, empty, noise, 3)
     # width of the instrumental profile from the brightest lines sets the fit window
     top = peaks[np.argsort(props["peak_heights"])[::-1][:15]]
-    _, s0, _, ok0 = _fit_lines(resid, top.astype(float), 4, 2.0 / binning)
+    _, s0, _, ok0 = fit_lines(resid, top.astype(float), 4, 2.0 / binning)
     sigma = float(np.median(s0[ok0])) if ok0.any() else 2.0 / binning
     half = int(np.clip(np.ceil(2.5 * sigma), 2, 8))
     keep = (peaks >= half) & (peaks < resid.size - half)
     peaks = peaks[keep]
     heights = props["peak_heights"][keep]
-    centre, sig, fl, ok = _fit_lines(resid, peaks.astype(float), half, sigma)
+    centre, sig, fl, ok = fit_lines(resid, peaks.astype(float), half, sigma)
     ok &= (sig < 3.0 * sigma) & (sig > 0.3 * sigma)
     return _Lines(centre[ok], sig[ok], fl[ok], heights[ok], noise, half)
 
@@ -531,7 +531,7 @@ def _register(data: np.ndarray, ref: np.ndarray, binning: int, prior: float, hal
     square-root compressed so that a few saturated lines do not decide alone.
     """
     def prep(y, b):
-        r = np.clip(_residual_spectrum(y, b), 0, None)
+        r = np.clip(residual_spectrum(y, b), 0, None)
         r = np.sqrt(r)
         r = r - r.mean()
         return r / (np.linalg.norm(r) or 1.0)
