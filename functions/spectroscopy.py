@@ -22,7 +22,7 @@ from functions.api.chalicelib.index import STATUS_FAILED, STATUS_REDUCED, STATUS
 from functions.core.calibrations import choose_lamp
 from functions.core.plot import spectrum_png
 from functions.core.spectra import (calibrate_target, calibrated_fits, central_lamp_spectrum, extract_targets,
-                                    extracted_fits, lamp_spectrum, trace_from_summary)
+                                    extracted_fits, lamp_spectrum, solve_target, trace_from_summary)
 from functions.products import put_file_product, read_fits, read_fits_hdus, stem_of
 from functions.services import send_task
 
@@ -69,6 +69,8 @@ def quicklook_spectra(item: Dict[str, Any], quick, services, settings) -> List[D
     cleaning: the observer sees the spectrum about 1.7 s after the file closes, seconds
     before the clean products (a cosmic ray may show as a spike until then). Nothing
     when there is no lamp yet or anything fails: the clean products say why."""
+    from functions.core.wavelength import WavelengthFailure
+
     lamp, _ = find_lamp(item, services)
     if lamp is None:
         return []
@@ -83,15 +85,15 @@ def quicklook_spectra(item: Dict[str, Any], quick, services, settings) -> List[D
     for ts in spectra:
         lamp_flux = lamp_spectrum(lamp_data, ts.trace, ts.spectrum.aperture)
         try:
-            done = calibrate_target(ts.spectrum.flux, None, quick.header, ts.spectrum.sky, lamp_flux, lamp_header,
-                                    settings, lamp["file_name"])
-        except ValueError:  # WavelengthFailure, or nothing finite: the clean products will say
+            _, _, solution = solve_target(quick.header, ts.spectrum.sky, lamp_flux, lamp_header, settings)
+        except WavelengthFailure:  # the clean products will say why
             continue
+        good = np.isfinite(ts.spectrum.flux)  # a plot needs no resampling: flux at each column's wavelength
         title = (f"QUICKLOOK {item.get('object') or stem}  target {ts.number}  ({item['file_name']}, "
                  f"lamp {lamp['file_name']}; cosmic rays not yet cleaned)")
+        plot = spectrum_png(solution.wavelength(np.flatnonzero(good)), ts.spectrum.flux[good], title)
         products.append(put_file_product(services, item, f"{stem}_target_{ts.number}_quicklook_spectrum.png",
-                                         QUICKLOOK_SPECTRUM, spectrum_png(done.wavelength, done.flux, title),
-                                         "image/png"))
+                                         QUICKLOOK_SPECTRUM, plot, "image/png"))
     return products
 
 

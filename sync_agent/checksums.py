@@ -71,11 +71,3 @@ def composite_sha256(part_digests) -> str:
 
 def composite_etag(part_md5s) -> str:
     return f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-{len(part_md5s)}"
-
-
-def sha256_of(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(READ_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -170,10 +170,6 @@ class Journal:
         return self._same_version("UPDATE files SET state='queued', last_error=?, next_try=?",
                                   (error[:500], time.time() + delay), row)
 
-    def requeue(self, row: sqlite3.Row) -> bool:
-        """Give a claimed file back without counting an attempt (e.g. on shutdown)."""
-        return self._same_version("UPDATE files SET state='queued', attempts=MAX(attempts-1, 0)", (), row)
-
     def give_up(self, row: sqlite3.Row, error: str) -> bool:
         return self._same_version("UPDATE files SET state='failed', last_error=?", (error[:500],), row)
 

@@ -48,10 +48,6 @@ class NotVerified(Exception):
     """The storage holds other bytes than were sent: retry."""
 
 
-class ConditionalWritesUnsupported(Exception):
-    pass
-
-
 @dataclass
 class Outcome:
     stored_key: str

@@ -308,6 +308,16 @@ def test_coefficients_evaluate_with_plain_chebval(solved):
     assert np.allclose(model(j), solved.wavelength(j), rtol=0, atol=1e-9)
 
 
+def test_pixel_inverts_wavelength(solved):
+    from dataclasses import replace
+
+    j = np.array([0.0, 17.3, 1000.0, 2029.0])
+    assert np.allclose(solved.pixel(solved.wavelength(j)), j, atol=1e-8)
+    assert np.isnan(solved.pixel([solved.wavelength(0) - 50.0, solved.wavelength(2029) + 50.0])).all()
+    reversed_ = replace(solved, coefficients=tuple(-c for c in solved.coefficients))  # dispersion running down
+    assert np.allclose(reversed_.pixel(reversed_.wavelength(j)), j, atol=1e-8)
+
+
 def test_header_cards_and_dict(solved):
     cards = solved.to_header_cards()
     h = fits.Header([fits.Card(*c) for c in cards])

@@ -46,16 +46,6 @@ class Flexure:
                 "n_lines": len(self.lines), "lines": [round(w, 3) for w, _ in self.lines]}
 
 
-def _pixels_of(solution, wavelengths: np.ndarray) -> np.ndarray:
-    j = np.arange(solution.n_pixels, dtype=float)
-    wl = solution.wavelength(j)
-    inside = (wavelengths > wl.min()) & (wavelengths < wl.max())
-    order = np.argsort(wl)
-    out = np.full(wavelengths.shape, np.nan)
-    out[inside] = np.interp(wavelengths[inside], wl[order], j[order])
-    return out
-
-
 def measure_flexure(sky: np.ndarray, solution, binning: int) -> Optional[Flexure]:
     """The shift of the sky lines in `sky` (one value per column) from where `solution`
     puts them, or None when no sky line is bright enough to tell."""
@@ -64,7 +54,7 @@ def measure_flexure(sky: np.ndarray, solution, binning: int) -> Optional[Flexure
     sky = np.nan_to_num(np.asarray(sky, dtype=float))
     resid = residual_spectrum(sky, binning)
     noise = noise_sigma(resid)
-    predicted = _pixels_of(solution, np.asarray(SKY_LINES))
+    predicted = solution.pixel(np.asarray(SKY_LINES))
     half = max(3, int(round(8 / binning)))
     usable = np.isfinite(predicted) & (predicted > half + MAX_SHIFT_PX) & (predicted < sky.size - half - MAX_SHIFT_PX - 1)
     if not usable.any() or not noise > 0:

@@ -231,11 +231,10 @@ class CalibratedTarget:
     lamp_flux: np.ndarray
 
 
-def calibrate_target(flux: np.ndarray, variance: Optional[np.ndarray], header: fits.Header, sky: Optional[np.ndarray],
-                     lamp_flux: np.ndarray, lamp_header: fits.Header, settings, lamp_name: str) -> CalibratedTarget:
-    """Solve the lamp extracted along this target, correct the flexure from the sky lines,
-    and build both calibrated products. Raises WavelengthFailure when the lamp gives no
-    acceptable solution."""
+def solve_target(header: fits.Header, sky: Optional[np.ndarray], lamp_flux: np.ndarray, lamp_header: fits.Header,
+                 settings):
+    """(lamp solution, flexure or None, the solution of the science spectrum: the lamp's
+    moved by the flexure the sky lines measure). Raises WavelengthFailure."""
     from dataclasses import replace
 
     from .flexure import measure_flexure, shifted_coefficients
@@ -245,6 +244,15 @@ def calibrate_target(flux: np.ndarray, variance: Optional[np.ndarray], header: f
     flexure = measure_flexure(sky, solution, spectral_binning(header)) if sky is not None else None
     science_solution = solution if flexure is None else replace(
         solution, coefficients=shifted_coefficients(solution.coefficients, flexure.shift))
+    return solution, flexure, science_solution
+
+
+def calibrate_target(flux: np.ndarray, variance: Optional[np.ndarray], header: fits.Header, sky: Optional[np.ndarray],
+                     lamp_flux: np.ndarray, lamp_header: fits.Header, settings, lamp_name: str) -> CalibratedTarget:
+    """Solve the lamp extracted along this target, correct the flexure from the sky lines,
+    and build both calibrated products. Raises WavelengthFailure when the lamp gives no
+    acceptable solution."""
+    solution, flexure, science_solution = solve_target(header, sky, lamp_flux, lamp_header, settings)
     body, wl, fl = calibrated_fits(flux, variance, header, science_solution, lamp_name, flexure)
     lamp_body, lwl, lfl = calibrated_fits(lamp_flux, None, lamp_header, solution, lamp_name)
     return CalibratedTarget(solution, flexure, science_solution, body, wl, fl, lamp_body, lwl, lfl)

@@ -129,6 +129,12 @@ class WavelengthSolution:
         """Angstrom per binned pixel at `j`."""
         return chebyshev.chebval(np.asarray(j, dtype=float), chebyshev.chebder(self.coefficients))
 
+    def pixel(self, wavelengths):
+        """The column j of each wavelength, NaN outside the spectrum (either dispersion direction)."""
+        sign = 1.0 if self.wavelength(self.n_pixels - 1) > self.wavelength(0) else -1.0
+        return _invert(np.asarray(self.coefficients) * sign, sign * np.asarray(wavelengths, dtype=float),
+                       0.0, self.n_pixels - 1.0)
+
     def to_header_cards(self) -> List[Tuple[str, object, str]]:
         """(key, value, comment) cards: goodman-pipeline's solution keywords plus our quality ones.
 
