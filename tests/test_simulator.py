@@ -6,6 +6,7 @@ enough, and says it right.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -19,7 +20,12 @@ import pytest
 from astropy.io import fits
 from astropy.modeling.models import Chebyshev1D
 
-from infra.simulator import fits_bytes, make_night, render_frame, write_night
+from functions.core import regions
+from functions.core.reduce import Calibrations, ReductionSettings, reduce_frame
+from infra.simulator import fits_bytes, geometry, make_night, render_frame, write_night
+from infra.simulator.__main__ import main as cli_main
+from infra.simulator.headers import build_header
+from infra.simulator.truth import frame_truth
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (948, 2071)
@@ -403,3 +409,267 @@ def test_another_lamp_changes_the_setup_in_names_and_headers():
     data, header = render_frame(plan, plan.frames[1])
     assert header["FILTER2"] == "GG495" and header["WAVMODE"].strip() == "930_M5"
     assert data.shape == SHAPE and 20000 < data.max() < 65535
+
+
+# ---------------------------------------------------------------- per-frame setups: binning, ROI, slit, offset
+#
+# Nights like real ones: lamps and flats at another binning, window or slit than the
+# science, lamps tens of pixels away from goodman-pipeline's reference lamps. Each frame's
+# setup is in its header (CCDSUM, ROI, SLIT, NAXIS*, PG5_*) and in truth.json
+# (frames[i].readout, and wavelength_solution.x_of_column for that frame's own columns).
+
+#: sha256 of the default night as written before per-frame setups existed.
+DEFAULT_NIGHT_SHA256 = {
+    "truth.json": "20afd10ff799a4b1ca8deb9780fc425ded819077734f92d300c97f8e968031a1",
+    "0001_zero.fits": "dee3c399f6df77f3d2cca3a9342bff17ed5c5f18ae62215188e29f28b763320d",
+    "0011_quartz_400M2_GG455.fits": "24efdc20e35f61bf2a41ad07a7e238ed3d29c6c9c22d9c9d6cc6f02cbe99a66d",
+    "0021_HgArNe_400M2_GG455.fits": "8c1bae6b6690cd5f4478d883b135a18f984f45217c04f4df1bc23b82cf5b3864",
+    "0023_EG21_400M2_GG455.fits": "94121c0fc73fb7f17e6387d0cde33acc6a30196b2de96e5503100f50cad8e833",
+    "0025_HgArNe_400M2_GG455.fits": "a3a620ef373c2188e55871c678e0dafe04370aa7fbc58dcc7dafff4aeb653131",
+}
+
+
+def test_the_default_night_is_unchanged_byte_for_byte(night):
+    for name, digest in DEFAULT_NIGHT_SHA256.items():
+        assert hashlib.sha256((night["dir"] / name).read_bytes()).hexdigest() == digest, name
+    truth = night["truth"]
+    assert truth["format"] == "goodman-night-simulator truth v1"
+    sci = truth["frames"][22]
+    assert (sci["name"], sci["shift"], sci["bias_level_adu"], len(sci["cosmic_rays"])) == \
+        ("0023_EG21_400M2_GG455.fits", 1.1608, 998.52, 689)
+    assert [sci["trace"][k] for k in ("y0", "a", "b", "xc", "fwhm")] == [470.2202, 0.0013547, 2.1167e-06, 1039.5, 2.92]
+    assert all("readout" not in f for f in truth["frames"])
+    d, h = read(night, sci["name"])
+    assert (d[470, 1000], d[500, 1040], d[10, 10], int(d.sum())) == (2175, 1177, 1000, 2236598830)
+    assert (h["PG5_4"], h["PG5_5"], h["PG5_6"], h["PG5_9"], h["PG5_10"], h["SLIT"]) == (2, 948, 1100, 2, 2071, "0.45_LONG_SLIT")
+
+
+def x_of(entry, col, row=None):
+    """Unbinned reference coordinate of raw column `col` of any frame, from its truth alone."""
+    sol = entry["wavelength_solution"]
+    scale, offset = sol.get("x_of_column", (2, -2 * 25 + 0.5 + sol["shift"]))
+    x = scale * np.asarray(col, dtype=float) + offset
+    if row is not None:
+        x = x + sol["tilt_px_per_100_rows"] * (row - sol["tilt_reference_row"]) / 100.0
+    return x
+
+
+def wavelength_of(entry, col, row=None):
+    sol = entry["wavelength_solution"]
+    return np.polynomial.chebyshev.chebval(x_of(entry, col, row), sol["coefficients"])
+
+
+def column_for(entry, lam, row=None):
+    n = entry.get("readout", {"naxis1": SHAPE[1]})["naxis1"]
+    cols = np.arange(0.0, n, 0.125)
+    return float(np.interp(lam, wavelength_of(entry, cols, row), cols))
+
+
+@pytest.mark.parametrize("binning", [(s, p) for s in (1, 2, 3) for p in (1, 2, 3)])
+@pytest.mark.parametrize("roi", ["full", "Spectroscopic ZZ Ceti", (300, 600)])
+def test_every_readout_fits_goodmans_regions(binning, roi):
+    geom = geometry.Geometry(binning, geometry.roi_from(roi))
+    sb, pb = binning
+    assert geom.shape == (geom.roi.n_rows // pb, 4142 // sb)
+    assert geom.overscan_section == regions.overscan_section("RED", binning, geom.shape)
+    assert geom.trim_section == regions.trim_section("RED", binning, geom.shape)
+    rows, cols = regions.parse_section(geom.trim_section)
+    assert (cols.start, cols.stop - 1) == (geom.first_lit_col, geom.last_lit_col)
+    assert geom.unbinned_width >= 4060, "the lit columns hold the whole reference lamp"
+    # binned column c covers unbinned sb*(c - first_lit) .. +sb-1: centre + (sb-1)/2
+    c = geom.first_lit_col + 7
+    assert geom.column_to_x(c) == sb * 7 + (sb - 1) / 2.0
+    assert geom.x_to_column(geom.column_to_x(c, 3.25), 3.25) == pytest.approx(c)
+
+
+def test_the_default_readout_is_the_2x2_constants():
+    d = geometry.DEFAULT
+    assert d.shape == geometry.SHAPE == SHAPE
+    assert (d.overscan_section, d.trim_section) == (geometry.OVERSCAN_SECTION, geometry.TRIM_SECTION)
+    assert (d.first_lit_col, d.n_lit_cols, d.illuminated_rows) == (25, 2030, (89, 904))
+    assert d.tilt_reference_row == geometry.TILT_REFERENCE_ROW and d.roi_name == "Spectroscopic 2x2"
+    assert geometry.Geometry(geometry.binning_from("1 2")).roi_name == "user-defined"
+
+
+@pytest.mark.parametrize("binning", [(1, 1), (3, 3)])
+def test_lamps_at_1x1_and_3x3_reduce_and_their_lines_sit_where_truth_says(binning):
+    plan = make_night(n_bias=0, n_flat=0, n_comp=1, n_science=0, binning=binning)
+    frame = plan.frames[0]
+    entry = frame_truth(plan, frame)
+    data, header = render_frame(plan, frame)
+    sb, pb = binning
+    ro = entry["readout"]
+    assert data.shape == (1896 // pb, 4142 // sb) == tuple(ro["shape"])
+    assert (header["CCDSUM"], header["NAXIS1"], header["NAXIS2"]) == (f"{sb} {pb}", data.shape[1], data.shape[0])
+    assert header["ROI"] == f"Spectroscopic {sb}x{pb}" and ro["binning"] == [sb, pb]
+    reduced, report = reduce_frame(data, header, "COMP", "RED", binning, Calibrations(),
+                                   ReductionSettings(cosmic_ray_rejection="none"))
+    assert report["trim_section"] == ro["trim"] and report["overscan_region"] == ro["overscan"]
+    assert reduced.data.shape == (data.shape[0] - 1, ro["n_lit_cols"])
+    # lines: measured centroids against truth, for this frame's own binned columns
+    lit = ro["illuminated_rows"]
+    mid = (lit[0] + lit[1]) // 2
+    profile = data[mid - 150 // pb:mid + 150 // pb].astype(float).mean(axis=0)
+    lines = isolated_bright_lines(plan_truth(plan), 6)
+    assert len(lines) >= 5
+    for line in lines:
+        predicted = column_for(entry, line["wavelength"])
+        assert x_of(entry, predicted) == pytest.approx(line["x"], abs=1e-3)  # identified lines sit at solution^-1
+        measured = centroid(profile, predicted, half=4 if sb == 1 else 2)
+        assert measured == pytest.approx(predicted, abs=0.03), line["wavelength"]
+    assert 20000 < data.max() < 65535
+
+
+def plan_truth(plan):
+    from infra.simulator import truth_dict
+    return truth_dict(plan)
+
+
+def test_a_lamp_offset_of_35_moves_the_lines_35_unbinned_px():
+    base = make_night(n_bias=0, n_flat=0, n_comp=1, n_science=1)
+    off = make_night(n_bias=0, n_flat=0, n_comp=1, n_science=1, lamp_offset=35)
+    t0, t1 = plan_truth(base), plan_truth(off)
+    for a, b in zip(t0["frames"], t1["frames"]):
+        assert b["shift"] == pytest.approx(a["shift"] + 35, abs=1e-4)
+        assert b["wavelength_solution"]["lamp_offset"] == 35 and b["wavelength_solution"]["flexure_shift"] == a["shift"]
+    profile0 = render_frame(base, base.frames[0])[0][300:700].astype(float).mean(axis=0)
+    profile1 = render_frame(off, off.frames[0])[0][300:700].astype(float).mean(axis=0)
+    for line in isolated_bright_lines(t0, 6)[:4]:
+        if not 300 < line["x"] < 3700:
+            continue
+        c0 = centroid(profile0, column_for(t0["frames"][0], line["wavelength"]))
+        c1 = centroid(profile1, column_for(t1["frames"][0], line["wavelength"]))
+        # x = 2*(c - 25) + 0.5 + shift: a larger shift puts a line at a smaller column
+        assert 2.0 * (c0 - c1) == pytest.approx(35.0, abs=0.1), line["wavelength"]
+    with pytest.raises(ValueError, match="lamp_offset"):
+        make_night(lamp_offset=41)
+
+
+@pytest.mark.parametrize("binning", [(2, 2), (3, 3)])
+def test_an_roi_frame_has_its_rows_and_the_star_on_the_right_row(binning):
+    full = make_night(n_bias=0, n_flat=0, n_comp=0, n_science=1, binning=binning)
+    zz = make_night(n_bias=0, n_flat=0, n_comp=0, n_science=1, binning=binning, roi="Spectroscopic ZZ Ceti")
+    sb, pb = binning
+    f_full, f_zz = full.frames[0], zz.frames[0]
+    entry = frame_truth(zz, f_zz)
+    data, header = render_frame(zz, f_zz)
+    assert data.shape == (400 // pb, 4142 // sb)
+    assert (header["NAXIS2"], header["ROI"], header["PG5_5"], header["PG5_6"]) == \
+        (400 // pb, "Spectroscopic ZZ Ceti", 400 // pb, 1800)
+    ro = entry["readout"]
+    assert (ro["roi_first_row_unbinned"], ro["roi_n_rows_unbinned"], ro["parallel_origin"]) == (700, 400, 1800)
+    # the same star, 700 unbinned rows further down the window than in the full frame
+    tr = entry["trace"]
+    assert tr["y0"] == pytest.approx(f_full.trace.y0 - 700 / pb, abs=1e-5)
+    d = data.astype(float) - entry["bias_level_adu"]
+    hit = np.zeros(data.shape, bool)
+    for r, c in entry["cosmic_rays"]:
+        hit[r, c] = True
+    half = int(np.ceil(3 * tr["fwhm"])) + 1
+    lit = (ro["first_lit_col"], ro["first_lit_col"] + ro["n_lit_cols"])
+    offsets = []
+    for c in np.linspace(lit[0] + 100, lit[1] - 100, 40).astype(int):
+        yc = tr["y0"] + tr["a"] * (c - tr["xc"]) + tr["b"] * (c - tr["xc"]) ** 2
+        k = int(round(yc))
+        w = np.arange(k - half, k + half + 1)
+        if hit[w, c].any():
+            continue
+        col = d[:, c]
+        sky = np.median(np.r_[col[k - 4 * half:k - 2 * half], col[k + 2 * half:k + 4 * half]])
+        y = col[w] - sky
+        offsets.append((w * y).sum() / y.sum() - yc)
+    assert len(offsets) > 20 and np.median(offsets) == pytest.approx(0.0, abs=0.2)
+
+
+def test_each_frame_has_its_own_setup_in_header_and_truth():
+    plan = make_night(n_bias=1, n_flat=1, n_comp=1, n_science=1, binning=(2, 2), roi="Spectroscopic ZZ Ceti",
+                      slit=1.0, lamp_binning=(1, 1), lamp_roi="full", lamp_slit=0.45, flat_slit=2.0)
+    truth = plan_truth(plan)
+    assert truth["format"] == "goodman-night-simulator truth v2"
+    kinds = [(f["kind"], tuple(f["readout"]["binning"]), f["readout"]["roi"]) for f in truth["frames"]]
+    # one bias set per readout used: the science (and flat) window, the lamps' full 1x1
+    assert kinds == [("bias", (2, 2), "Spectroscopic ZZ Ceti"), ("bias", (1, 1), "Spectroscopic 1x1"),
+                     ("flat", (2, 2), "Spectroscopic ZZ Ceti"), ("comp", (1, 1), "Spectroscopic 1x1"),
+                     ("science", (2, 2), "Spectroscopic ZZ Ceti")]
+    slits = {"bias": '0.45_LONG_SLIT', "flat": '2.0" long slit', "comp": '0.45" long slit', "science": '1.0" long slit'}
+    for f, entry in zip(plan.frames, truth["frames"]):
+        h = build_header(plan, f)
+        ro = entry["readout"]
+        assert h["CCDSUM"] == ro["ccdsum"] and h["ROI"] == ro["roi"] and h["SLIT"] == ro["slit_card"] == slits[f.kind]
+        assert (h["NAXIS2"], h["NAXIS1"]) == tuple(ro["shape"]) and h["PG5_6"] == ro["parallel_origin"]
+        assert h["TRIMSEC"] == f"[1:{ro['binning'][0] * ro['naxis1']},1:{ro['binning'][1] * ro['naxis2']}]"
+        if entry["wavelength_solution"]:
+            sol = entry["wavelength_solution"]
+            sb = ro["binning"][0]
+            assert sol["x_of_column"][0] == sb
+            assert sol["x_of_column"][1] == pytest.approx(-sb * ro["first_lit_col"] + (sb - 1) / 2 + sol["shift"])
+            assert len(entry["spectrum"]["diffuse_electrons"]) == ro["naxis1"]
+    # the observer keeps the levels: a 2" flat is exposed 0.45/2 as long, a 1x1 lamp 4x as long
+    flat, comp = plan.frames[2], plan.frames[3]
+    assert flat.exptime == pytest.approx(20.0 * 0.45 / 2.0, abs=0.05) and comp.exptime == 8.0
+
+
+def test_a_wider_slit_widens_the_lines():
+    narrow = make_night(n_bias=0, n_flat=0, n_comp=1, n_science=0, lamp_slit=0.45)
+    wide = make_night(n_bias=0, n_flat=0, n_comp=1, n_science=0, lamp_slit=1.0)
+    line = isolated_bright_lines(plan_truth(narrow), 1)[0]
+    widths = []
+    for plan in (narrow, wide):
+        entry = frame_truth(plan, plan.frames[0])
+        profile = render_frame(plan, plan.frames[0])[0][300:700].astype(float).mean(axis=0)
+        k = int(round(column_for(entry, line["wavelength"])))
+        w = np.arange(k - 6, k + 7)
+        y = profile[w] - np.median(np.r_[profile[k - 16:k - 8], profile[k + 9:k + 17]])
+        m = (w * y).sum() / y.sum()
+        var = ((w - m) ** 2 * y).sum() / y.sum()
+        sigma_unbinned = 2.0 * np.sqrt(var - 1.0 / 12.0)  # binned px -> unbinned, minus the pixel's width
+        widths.append(sigma_unbinned)
+        assert sigma_unbinned == pytest.approx(entry["readout"]["line_sigma_unbinned"], rel=0.12)
+    assert widths[1] / widths[0] == pytest.approx(1.0 / 0.45, rel=0.12)
+
+
+def test_nights_without_lamps_and_a_second_night_from_the_command_line(tmp_path):
+    assert not [f for f in make_night(n_comp=0, n_bias=1, n_flat=1).frames if f.kind == "comp"]
+    out = tmp_path / "n2"
+    assert cli_main(["--out", str(out), "--night", "2024-03-15", "--seed", "2", "--n-bias", "1", "--n-flat", "0",
+                     "--n-comp", "1", "--n-science", "0", "--binning", "3 3", "--lamp-offset", "-20",
+                     "--roi", "700:400"]) == 0
+    truth = json.loads((out / "truth.json").read_text())
+    assert truth["night"] == "2024-03-15" and truth["frames"][0]["date_obs"].startswith("2024-03-15T19:")
+    comp = truth["frames"][1]
+    assert comp["readout"]["roi"] == "user-defined" and comp["readout"]["shape"] == [133, 1380]
+    assert comp["wavelength_solution"]["lamp_offset"] == -20
+    with fits.open(out / comp["name"]) as hdul:
+        assert hdul[0].data.shape == (133, 1380) and hdul[0].header["CCDSUM"] == "3 3"
+
+
+def test_a_tilt_is_the_same_on_the_sky_in_another_readout():
+    plan = make_night(n_bias=0, n_flat=0, n_comp=1, n_science=0, tilt=2.0, binning=(3, 3))
+    entry = frame_truth(plan, plan.frames[0])
+    sol = entry["wavelength_solution"]
+    # 2 unbinned px per 100 rows of 2x2 (200 unbinned rows) = 3 px per 100 rows of 3x3
+    assert sol["tilt_px_per_100_rows"] == 3.0 and sol["tilt_reference_row"] == pytest.approx((993.5 - 1) / 3)
+    d, _ = render_frame(plan, plan.frames[0])
+    line = isolated_bright_lines(plan_truth(plan), 1)[0]
+    for r0 in (120, 520):
+        predicted = column_for(entry, line["wavelength"], row=r0)
+        assert centroid(d[r0 - 4:r0 + 5].astype(float).mean(axis=0), predicted, half=2) == \
+            pytest.approx(predicted, abs=0.03)
+
+
+def test_explicit_bias_binnings_follow_the_windows_read_at_them():
+    plan = make_night(n_bias=1, n_flat=0, n_comp=1, n_science=1, binning=(2, 2), roi="Spectroscopic ZZ Ceti",
+                      lamp_binning=(1, 1), lamp_roi="full", bias_binning=["1 1", (3, 3)])
+    biases = [(f.geometry.binning, f.geometry.roi_name) for f in plan.frames if f.kind == "bias"]
+    assert biases == [((1, 1), "Spectroscopic 1x1"), ((3, 3), "Spectroscopic ZZ Ceti")]
+
+
+def test_a_window_sees_the_same_light_and_pixels_as_the_full_frame():
+    from infra.simulator.frames import expected_electrons
+
+    full = make_night(n_bias=0, n_flat=1, n_comp=0, n_science=0)
+    zz = make_night(n_bias=0, n_flat=1, n_comp=0, n_science=0, roi="Spectroscopic ZZ Ceti")
+    a = expected_electrons(full, full.frames[0])
+    b = expected_electrons(zz, zz.frames[0])
+    assert b.shape == (200, 2071)
+    assert np.allclose(b, a[350:550], rtol=1e-12, atol=0)  # 700 unbinned rows = 350 rows at 2x2

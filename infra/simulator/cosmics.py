@@ -10,7 +10,9 @@ Rate and shapes are those of a thick CCD at a mountain site: ~0.5 events/s over 
 illuminated area (~150 in a 300 s exposure, one or two in a bias read), 60% compact hits
 of 1-3 pixels, 40% short streaks of 3-12 pixels, log-normal total charge with a median
 of 3000 e- (>= 800 e-). Hits land only inside the trim section: the overscan is not
-exposed silicon, so it stays pure bias and read noise.
+exposed silicon, so it stays pure bias and read noise. Those numbers are for the 2x2
+full frame; another readout gets the rate scaled by its exposed area (a row window sees
+fewer hits) and streak lengths scaled by 2/serial binning (the same tracks in its pixels).
 """
 from __future__ import annotations
 
@@ -40,11 +42,14 @@ class CosmicRays:
         return len(self.rows)
 
 
-def generate(rng: np.random.Generator, exptime: float) -> CosmicRays:
-    """Draw the hits of one exposure of `exptime` seconds (deterministic for a given `rng`)."""
-    r_lo, r_hi = 1, geometry.N_ROWS - 1  # trim rows, 1-based 2..948
-    c_lo, c_hi = geometry.FIRST_LIT_COL, geometry.LAST_LIT_COL
-    n = int(rng.poisson(EVENTS_PER_SECOND * (exptime + DEAD_TIME)))
+def generate(rng: np.random.Generator, exptime: float, geom: geometry.Geometry = geometry.DEFAULT) -> CosmicRays:
+    """Draw the hits of one exposure of `exptime` seconds on readout `geom` (deterministic for a given `rng`)."""
+    r_lo, r_hi = 1, geom.n_rows - 1  # trim rows, 1-based 2..948 at 2x2
+    c_lo, c_hi = geom.first_lit_col, geom.last_lit_col
+    d = geometry.DEFAULT
+    area = (geom.n_rows * geom.pb * geom.n_lit_cols * geom.sb) / (d.n_rows * d.pb * d.n_lit_cols * d.sb)
+    track = 2.0 / geom.sb
+    n = int(rng.poisson(EVENTS_PER_SECOND * (exptime + DEAD_TIME) * area))
     deposits = {}
     for _ in range(n):
         r0 = rng.uniform(r_lo, r_hi + 1)
@@ -60,7 +65,7 @@ def generate(rng: np.random.Generator, exptime: float) -> CosmicRays:
             weights = np.array([3.0] + [1.0] * (npx - 1)) * rng.uniform(0.7, 1.3, npx)
         else:
             # streak: a straight track, charge shared by path length in each pixel
-            length = rng.uniform(3.0, 12.0)
+            length = rng.uniform(3.0, 12.0) * track
             angle = rng.uniform(0.0, np.pi)
             t = np.linspace(0.0, 1.0, int(length * 8) + 1)
             rr = np.floor(r0 + t * length * np.sin(angle)).astype(int)
@@ -81,9 +86,9 @@ def generate(rng: np.random.Generator, exptime: float) -> CosmicRays:
     )
 
 
-def image(hits: CosmicRays) -> np.ndarray:
-    """The deposited electrons as a full-frame float array."""
-    out = np.zeros(geometry.SHAPE)
+def image(hits: CosmicRays, shape=geometry.SHAPE) -> np.ndarray:
+    """The deposited electrons as a full-frame float array (of the frame's `shape`)."""
+    out = np.zeros(shape)
     if len(hits):
         out[np.array(hits.rows), np.array(hits.cols)] = np.array(hits.electrons, dtype=float)
     return out

@@ -7,8 +7,17 @@ and matches our frames like real ones. What the pipeline and IRAF added when the
 was reduced is removed (GSP_*, APNUM*, WCS and IRAF keys, archive ingest keys,
 COMMENT/HISTORY): a raw file has none of them. The cards then follow what the Red
 camera writes (structural cards with its comments, BSCALE/BZERO before the rest,
-`Light, Exp Time= ..., Saved as: ...` as the last COMMENT), with the readout
-'Spectroscopic 2x2' and per-frame times, pointing and lamp switches.
+`Light, Exp Time= ..., Saved as: ...` as the last COMMENT), with the frame's own readout
+and per-frame times, pointing and lamp switches.
+
+The readout is recorded as the camera records it: NAXIS1/NAXIS2, CCDSUM 'sb pb', ROI
+('Spectroscopic 2x2', 'Spectroscopic ZZ Ceti', 'user-defined', ...), TRIMSEC in unbinned
+pixels of the readout, and the camera's PG5 block: PG5_4 parallel binning, PG5_5 parallel
+length (binned rows), PG5_6 parallel origin (unbinned detector row of the window's first
+row: 1100 for the full spectroscopic window, 1800 for 'Spectroscopic ZZ Ceti'), PG5_9
+serial binning, PG5_10 serial length, PG5_11 serial origin. Real Goodman headers carry no
+DETSEC/CCDSEC/DATASEC/LTV*: PG5_6 is where the window offset lives. SLIT is the
+reference lamp's card unless the frame has its own slit ('1.0" long slit').
 
 Times and pointing are computed from the plan only (never the wall clock). Sidereal
 time uses the IAU 1982 GMST polynomial (no IERS tables, no network): accurate to ~1 s,
@@ -29,7 +38,8 @@ from .reference import load_reference_lamp
 
 SOAR_LONGITUDE = -70.73369  # deg, east positive
 SOAR_LATITUDE = -30.23795  # deg
-PLATE_SCALE = 0.15 * geometry.BINNING  # arcsec per binned row
+PLATE_SCALE_UNBINNED = 0.15  # arcsec per unbinned row
+PLATE_SCALE = PLATE_SCALE_UNBINNED * geometry.BINNING  # arcsec per 2x2 row
 OPEN_DELAY = 0.789  # s from DATE-OBS to the GPS-stamped shutter opening
 
 _DROP_EXACT = {
@@ -119,10 +129,19 @@ def _raw_cards(lamp_name: str):
     return tuple(cards)
 
 
+def slit_card(width: float) -> str:
+    """The SLIT value Goodman writes for a long slit `width` arcsec wide: '1.0" long slit', '0.45" long slit'."""
+    text = f"{width:.3f}".rstrip("0")
+    return (text + "0" if text.endswith(".") else text) + '" long slit'
+
+
 def build_header(plan: NightPlan, frame: FramePlan) -> fits.Header:
     """The raw header of `frame` (deterministic: a function of the plan only)."""
     src = load_reference_lamp(plan.lamp).header
     h = fits.Header([fits.Card(*c) for c in _raw_cards(plan.lamp)])
+    geom = frame.geometry
+    h.set("NAXIS1", geom.n_cols)
+    h.set("NAXIS2", geom.n_rows)
 
     start = frame.start
     end = start + dt.timedelta(seconds=frame.exptime)
@@ -161,7 +180,7 @@ def build_header(plan: NightPlan, frame: FramePlan) -> fits.Header:
     h.set("MOUNT_AZ", round(az, 6), "SOAR mount azimuth")
     h.set("MOUNT_EL", round(el, 6), "SOAR mount elevation")
     h.set("DOME_AZ", round(az, 6), "SOAR Dome Shutter azimuth")
-    seeing = round(frame.trace.fwhm * PLATE_SCALE, 2) if frame.trace is not None else -1.0
+    seeing = round(frame.trace.fwhm * (PLATE_SCALE_UNBINNED * geom.pb), 2) if frame.trace is not None else -1.0
     h.set("SEEING", seeing, "DIMM seeing [arcsec]")
 
     # lamps: the reference lamp's switches for COMP, the quartz for FLAT, all off otherwise
@@ -180,13 +199,15 @@ def build_header(plan: NightPlan, frame: FramePlan) -> fits.Header:
     h.set("GAIN", geometry.GAIN, "CCD gain [e-/ADU]")
     h.set("RDNOISE", geometry.RDNOISE, "CCD readnoise [e-]")
     h.set("INSTCONF", "Red")
-    h.set("ROI", "Spectroscopic 2x2")
-    h.set("CCDSUM", f"{geometry.BINNING} {geometry.BINNING}")
+    h.set("ROI", geom.roi_name)
+    h.set("CCDSUM", geom.ccdsum)
     # the Red camera writes TRIMSEC in unbinned pixels of the readout
-    h.set("TRIMSEC", f"[1:{geometry.BINNING * geometry.N_COLS},1:{geometry.BINNING * geometry.N_ROWS}]")
+    h.set("TRIMSEC", f"[1:{geom.sb * geom.n_cols},1:{geom.pb * geom.n_rows}]")
     h.set("DISPAXIS", 1)
-    for key, value in (("PG5_4", geometry.BINNING), ("PG5_5", geometry.N_ROWS), ("PG5_6", 1100),
-                       ("PG5_9", geometry.BINNING), ("PG5_10", geometry.N_COLS), ("PG5_11", 0)):
+    if frame.slit is not None:
+        h.set("SLIT", slit_card(frame.slit))
+    for key, value in (("PG5_4", geom.pb), ("PG5_5", geom.n_rows), ("PG5_6", geom.parallel_origin),
+                       ("PG5_9", geom.sb), ("PG5_10", geom.n_cols), ("PG5_11", 0)):
         if key in h:
             h.set(key, value)
     h.set("OBSERVER", "infra.simulator")

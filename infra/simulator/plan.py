@@ -17,6 +17,19 @@ Flexure: every exposed frame gets a spectral shift (unbinned px) of
 jitter in +-0.25, clipped to +-3: lamps and science taken together differ by a little,
 afternoon and night by more, as on the telescope.
 
+Setups (all optional; the defaults are the night above, every frame 'Spectroscopic 2x2',
+the reference lamp's 0.45" slit): each frame carries its own readout (`geometry.Geometry`:
+binning and row window), slit width and constant lamp offset. Science frames use
+`binning`/`roi`/`slit`, lamps `lamp_binning`/`lamp_roi`/`lamp_slit`, flats
+`flat_binning`/`flat_roi`/`flat_slit` (each defaulting to the science value), and there is
+one set of `n_bias` biases per readout the night uses (or per `bias_binning`). Wider slits
+widen the lines (sigma proportional to the slit width, 0.45" = the reference lamp's width)
+and let proportionally more slit-filling light through; the observer scales the exposure
+times of flats (by pixel area and slit) and lamps (by pixel area) to keep today's levels,
+science exposure times do not change. `lamp_offset` adds a constant shift (unbinned px)
+to every exposed frame (lamps, science and flats), as real nights sit 15-40 px away from
+goodman-pipeline's reference lamps; the flexure above comes on top.
+
 Random streams (numpy PCG64 via SeedSequence): ``[seed, 0]`` night-level choices,
 ``[seed, 1, seq]`` per-frame choices, ``[seed, 2, seq]`` cosmic rays, ``[seed, 3, seq]``
 pixel noise, ``[seed, 4]`` the fixed pattern (bias structure, pixel response).
@@ -30,6 +43,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from . import cosmics, geometry
+from .geometry import Geometry
 from .reference import load_reference_lamp
 
 BIAS_START = dt.time(19, 0, 0)
@@ -39,7 +53,10 @@ NIGHT_START = dt.time(0, 30, 0)  # of the day after the night date
 FLAT_EXPTIME = 20.0
 READ_OVERHEAD = 23.0  # s between the end of one exposure and the start of the next
 SLEW_TIME = 300.0  # s to acquire a new target
-SHIFT_LIMIT = 3.0  # |shift| in unbinned px
+SHIFT_LIMIT = 3.0  # |flexure shift| in unbinned px
+LAMP_OFFSET_LIMIT = 40.0  # |lamp_offset| in unbinned px
+#: The slit of the reference lamps (their SLIT card), which sets the line width.
+REFERENCE_SLIT = 0.45  # arcsec
 
 
 @dataclass(frozen=True)
@@ -94,10 +111,30 @@ class FramePlan:
     exptime: float
     date_obs: str  # 'YYYY-MM-DDThh:mm:ss.sss' UTC, shutter open
     bias_offset: float  # ADU added to the nominal bias level for this read
-    shift: Optional[float]  # flexure shift, unbinned px (None for bias)
+    shift: Optional[float]  # total spectral shift (flexure + lamp_offset), unbinned px (None for bias)
     target: Optional[Target] = None  # science frames, and the target a lamp brackets
-    trace: Optional[Trace] = None  # science frames only
+    trace: Optional[Trace] = None  # science frames only, in this frame's raw pixels
     cosmic_rays: cosmics.CosmicRays = field(default_factory=cosmics.CosmicRays)
+    geometry: Geometry = geometry.DEFAULT  # this frame's readout: binning and row window
+    slit: Optional[float] = None  # slit width, arcsec; None: the reference lamp's (0.45") and its SLIT card
+    lamp_offset: float = 0.0  # the constant part of `shift`, unbinned px
+    nominal_exptime: Optional[float] = None  # flats and lamps: the 2x2, 0.45" exposure time it was scaled from
+
+    @property
+    def slit_factor(self) -> float:
+        """Slit width relative to the reference lamp's: line width and slit-filling light scale with it."""
+        return 1.0 if self.slit is None else self.slit / REFERENCE_SLIT
+
+    @property
+    def exposure_factor(self) -> float:
+        """exptime / nominal_exptime (1 unless the observer scaled a flat or lamp exposure)."""
+        if self.nominal_exptime is None or self.nominal_exptime == self.exptime:
+            return 1.0
+        return self.exptime / self.nominal_exptime
+
+    @property
+    def is_default_setup(self) -> bool:
+        return self.geometry == geometry.DEFAULT and self.slit is None and self.lamp_offset == 0.0
 
     @property
     def start(self) -> dt.datetime:
@@ -115,6 +152,21 @@ class NightPlan:
     lamp: str  # reference lamp name, e.g. '400M2_GG455_HgArNe'
     tilt: float  # unbinned px of dispersion shift per 100 rows
     frames: Tuple[FramePlan, ...]
+
+    @property
+    def legacy(self) -> bool:
+        """True when every frame has the default setup: truth.json is then written exactly as
+        before per-frame setups existed (no `readout` blocks)."""
+        return all(f.is_default_setup for f in self.frames)
+
+    @property
+    def science_geometry(self) -> Geometry:
+        """The readout of the science frames (else of the first exposed frame, else the first)."""
+        for kind in ("science", "comp", "flat", "bias"):
+            for f in self.frames:
+                if f.kind == kind:
+                    return f.geometry
+        return geometry.DEFAULT
 
     def frame(self, name: str) -> FramePlan:
         for f in self.frames:
@@ -136,10 +188,66 @@ def _fmt(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
 
 
+def trace_on(trace: Trace, geom: Geometry) -> Trace:
+    """`trace` (in raw pixels of the default 2x2 full frame) in raw pixels of readout `geom`.
+
+    Exact: the same star at the same unbinned detector position. Rows map through
+    ``u = 2*r2 + 0.5``, columns through the unbinned reference coordinate x.
+    """
+    if geom == geometry.DEFAULT:
+        return trace
+    sb, pb = geom.binning
+    d = geometry.DEFAULT
+    xc_x = d.column_to_x(trace.xc)
+    xc = float(geom.x_to_column(xc_x))
+    return Trace(
+        y0=round(float(geom.u_to_row(2.0 * trace.y0 + 0.5)), 6),
+        a=round(trace.a * sb / pb, 10),
+        b=round(trace.b * sb * sb / (2.0 * pb), 13),
+        xc=round(xc, 6),
+        fwhm=round(trace.fwhm * 2.0 / pb, 6),
+        profile=trace.profile,
+    )
+
+
+def _slit(value, name: str) -> Optional[float]:
+    if value is None:
+        return None
+    v = float(value)
+    if not 0.05 <= v <= 10.0:
+        raise ValueError(f"{name} must be a slit width in arcsec (0.05..10), got {value!r}")
+    return round(v, 3)
+
+
+def _scaled_exptime(nominal: float, factor: float) -> float:
+    """The exposure time an observer picks to keep a level: nominal*factor to 0.1 s (>= 0.1 s)."""
+    if factor == 1.0:
+        return float(nominal)
+    return max(0.1, round(nominal * factor, 1))
+
+
 def make_night(seed: int = 1, night: str = "2024-03-14", lamp: str = "400M2_GG455_HgArNe",
                n_bias: int = 10, n_flat: int = 10, n_comp: int = 2, n_science: int = 3,
-               tilt: float = 0.0) -> NightPlan:
-    """Plan a night. Same arguments, same plan, on any machine (no wall clock, no global RNG)."""
+               tilt: float = 0.0, binning=(2, 2), lamp_binning=None, flat_binning=None,
+               bias_binning=None, roi: geometry.RoiSpec = None, lamp_roi: geometry.RoiSpec = None,
+               flat_roi: geometry.RoiSpec = None, slit: Optional[float] = None,
+               lamp_slit: Optional[float] = None, flat_slit: Optional[float] = None,
+               lamp_offset: float = 0.0) -> NightPlan:
+    """Plan a night. Same arguments, same plan, on any machine (no wall clock, no global RNG).
+
+    * ``binning`` (serial, parallel), each 1..3 (CCDSUM 'sb pb'; 2 or '2 2' also accepted),
+      ``roi`` ('Spectroscopic 2x2'/'full', 'Spectroscopic ZZ Ceti', (first_row, n_rows) in
+      unbinned rows, or a `geometry.Roi`) and ``slit`` (arcsec; None = the reference lamp's
+      0.45" and its SLIT card): the science frames' setup.
+    * ``lamp_binning``, ``lamp_roi``, ``lamp_slit``; ``flat_binning``, ``flat_roi``,
+      ``flat_slit``: the lamps' and flats' setups, None = the science value.
+    * ``bias_binning``: None = one set of `n_bias` biases for every readout (binning, ROI)
+      the night's frames use; else a binning (or a list of them, or `Geometry` values):
+      one set per entry, at each window the night reads out at that binning (the science
+      window if none). A list of two ints is one binning.
+    * ``lamp_offset``: constant shift (unbinned px, |offset| <= 40) of every exposed frame
+      relative to the reference lamp, on top of the flexure.
+    """
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     for name, n in (("n_bias", n_bias), ("n_flat", n_flat), ("n_comp", n_comp), ("n_science", n_science)):
@@ -148,6 +256,38 @@ def make_night(seed: int = 1, night: str = "2024-03-14", lamp: str = "400M2_GG45
     if n_bias + n_flat + n_comp + n_science > 9999:
         raise ValueError("at most 9999 frames in a night (4-digit sequence numbers)")
     day = dt.date.fromisoformat(night)
+    if abs(float(lamp_offset)) > LAMP_OFFSET_LIMIT:
+        raise ValueError(f"lamp_offset must be within +-{LAMP_OFFSET_LIMIT:g} unbinned px, got {lamp_offset!r}")
+    lamp_offset = round(float(lamp_offset), 4)
+    sci_geom = Geometry(geometry.binning_from(binning), geometry.roi_from(roi))
+    lamp_geom = Geometry(geometry.binning_from(binning if lamp_binning is None else lamp_binning),
+                         geometry.roi_from(roi if lamp_roi is None else lamp_roi))
+    flat_geom = Geometry(geometry.binning_from(binning if flat_binning is None else flat_binning),
+                         geometry.roi_from(roi if flat_roi is None else flat_roi))
+    sci_slit = _slit(slit, "slit")
+    slits = {"science": sci_slit, "comp": sci_slit if lamp_slit is None else _slit(lamp_slit, "lamp_slit"),
+             "flat": sci_slit if flat_slit is None else _slit(flat_slit, "flat_slit"), "bias": None}
+    used = [g for g, n in ((sci_geom, n_science), (flat_geom, n_flat), (lamp_geom, n_comp)) if n] or [sci_geom]
+    if bias_binning is None:
+        wanted = used
+    else:
+        entries = [bias_binning] if isinstance(bias_binning, (str, int, Geometry)) or (
+            len(bias_binning) == 2 and all(isinstance(v, int) for v in bias_binning)) else list(bias_binning)
+        wanted = []
+        for e in entries:
+            if isinstance(e, Geometry):
+                wanted.append(e)
+                continue
+            b = geometry.binning_from(e)
+            # at every window the night reads out at that binning (else the science window)
+            wanted += [g for g in used if g.binning == b] or [Geometry(b, sci_geom.roi)]
+    bias_geoms = []
+    for g in wanted:
+        if g not in bias_geoms:
+            bias_geoms.append(g)
+    geoms = {"science": sci_geom, "comp": lamp_geom, "flat": flat_geom}
+    if n_bias * len(bias_geoms) + n_flat + n_comp + n_science > 9999:
+        raise ValueError("at most 9999 frames in a night (4-digit sequence numbers)")
     ref = load_reference_lamp(lamp)  # validates the lamp
     setup = ref.setup
     comp_exptime = float(ref.header.get("EXPTIME", 0) or 0) or 2.0
@@ -158,7 +298,7 @@ def make_night(seed: int = 1, night: str = "2024-03-14", lamp: str = "400M2_GG45
     t_ref = dt.datetime.combine(day, BIAS_START)
 
     # the observing sequence, as (kind, target) in order
-    seq = [("bias", None)] * n_bias + [("flat", None)] * n_flat
+    seq = [("bias", None)] * (n_bias * len(bias_geoms)) + [("flat", None)] * n_flat
     sci_targets = [TARGETS[0] if i < n_science - n_science // 3 else TARGETS[1] for i in range(n_science)]
     slots = _slots(n_comp, n_science)
     night_part = []
@@ -191,14 +331,20 @@ def make_night(seed: int = 1, night: str = "2024-03-14", lamp: str = "400M2_GG45
         if kind == "science" and last_target is not None and target is not last_target:
             clock += dt.timedelta(seconds=SLEW_TIME)
         start = clock
+        geom = bias_geoms[index // n_bias] if kind == "bias" else geoms[kind]
+        frame_slit = slits[kind]
+        k = 1.0 if frame_slit is None else frame_slit / REFERENCE_SLIT
+        nominal_exptime = None
         if kind == "bias":
             exptime = 0.0
             obstype, obj, label = "BIAS", "ZERO", "zero"
         elif kind == "flat":
-            exptime = FLAT_EXPTIME
+            nominal_exptime = FLAT_EXPTIME
+            exptime = _scaled_exptime(FLAT_EXPTIME, 1.0 / (geom.pixel_scale * k))
             obstype, obj, label = "FLAT", "quartz", f"quartz_{setup}"
         elif kind == "comp":
-            exptime = comp_exptime
+            nominal_exptime = comp_exptime
+            exptime = _scaled_exptime(comp_exptime, 1.0 / geom.pixel_scale)
             obstype, obj, label = "COMP", ref.lamps, f"{ref.lamps}_{setup}"
         else:
             exptime = target.exptime
@@ -212,21 +358,24 @@ def make_night(seed: int = 1, night: str = "2024-03-14", lamp: str = "400M2_GG45
             hours = (start - t_ref).total_seconds() / 3600.0
             s = shift0 + drift * hours + rng.uniform(-0.25, 0.25)
             shift = round(float(np.clip(s, -SHIFT_LIMIT, SHIFT_LIMIT)), 4)
+            if lamp_offset:
+                shift = round(shift + lamp_offset, 4)
         trace = None
         if kind == "science":
-            trace = Trace(
+            trace = trace_on(Trace(
                 y0=round(float(target.row + rng.normal(0.0, 1.0)), 4),
                 a=round(float(rng.uniform(1.0e-3, 2.0e-3)), 7),
                 b=round(float(rng.uniform(2.0e-6, 4.0e-6)), 10),
                 xc=geometry.FIRST_LIT_COL + (geometry.N_LIT_COLS - 1) / 2.0,
                 fwhm=round(float(rng.uniform(2.0, 3.0)), 3),
-            )
-        hits = cosmics.generate(np.random.default_rng([seed, 2, number]), exptime)
+            ), geom)
+        hits = cosmics.generate(np.random.default_rng([seed, 2, number]), exptime, geom)
         frames.append(FramePlan(
             seq=number, kind=kind, obstype=obstype, object=obj,
             filename=f"{number:04d}_{label}.fits", exptime=float(exptime), date_obs=_fmt(start),
             bias_offset=bias_offset, shift=shift,
             target=target if kind in ("comp", "science") else None,
-            trace=trace, cosmic_rays=hits,
+            trace=trace, cosmic_rays=hits, geometry=geom, slit=frame_slit,
+            lamp_offset=lamp_offset if kind != "bias" else 0.0, nominal_exptime=nominal_exptime,
         ))
     return NightPlan(seed=int(seed), night=day.isoformat(), lamp=ref.name, tilt=float(tilt), frames=tuple(frames))

@@ -30,8 +30,13 @@ reduction uses, and the full line list keeps the lamp looking like the reference
 so cross-correlation against it still finds the frame's shift.
 
 Lines (lamp and night sky) are integrated over each binned pixel (flux conserving,
-error functions at the pixel edges, which sit at ``x_centre -/+ 1``); smooth continua
-(quartz, sky continuum, the target) are evaluated at the pixel centre.
+error functions at the pixel edges, which sit at ``x_centre -/+ sb/2``, i.e. -/+ 1 at
+2x2); smooth continua (quartz, sky continuum, the target) are evaluated at the pixel centre.
+
+The slit: everything above is for the reference lamps' 0.45" slit. Through a slit k times
+wider (`LineSet.through_slit`, `LampModel.through_slit`) every line is k times wider
+(sigma * k: the slit image dominates the line profile) and k times brighter, as is any
+slit-filling continuum, so line peaks stay where they were.
 """
 from __future__ import annotations
 
@@ -83,6 +88,12 @@ class LineSet:
     sigma: float
     wavelength: np.ndarray  # angstrom (air) where known, NaN otherwise
 
+    def through_slit(self, k: float) -> "LineSet":
+        """The same lines through a slit `k` times the reference width: k times wider and brighter."""
+        if k == 1.0:
+            return self
+        return LineSet(x=self.x, flux=self.flux * k, sigma=self.sigma * k, wavelength=self.wavelength)
+
     def integrate(self, lo, hi, grid_step: float = 1.0 / 16.0) -> np.ndarray:
         """Sum over lines of the flux between x=lo and x=hi (arrays of any matching shape).
 
@@ -121,12 +132,21 @@ class LampModel:
     identified: np.ndarray  # bool per line: placed exactly at solution^-1(GSP_A)
     scale: float  # e- per reference unit so that the brightest binned pixel is COMP_PEAK_ADU
 
-    def binned(self, x_centre, gain: float) -> np.ndarray:
-        """Electrons in binned pixels centred at truth coordinate `x_centre` (any shape)."""
+    def binned(self, x_centre, gain: float, width: float = 2.0) -> np.ndarray:
+        """Electrons in pixels `width` unbinned px wide (the serial binning; 2 for 2x2) centred
+        at truth coordinate `x_centre` (any shape), per 2x2-row of slit."""
         x_centre = np.asarray(x_centre, dtype=float)
-        lines = self.lines.integrate(x_centre - 1.0, x_centre + 1.0)
-        cont = 2.0 * np.interp(x_centre, np.arange(self.continuum.size), self.continuum)
+        half = width / 2.0
+        lines = self.lines.integrate(x_centre - half, x_centre + half)
+        cont = width * np.interp(x_centre, np.arange(self.continuum.size), self.continuum)
         return self.scale * (lines + cont)
+
+    def through_slit(self, k: float) -> "LampModel":
+        """The lamp through a slit `k` times the reference width (lines and continuum k times brighter)."""
+        if k == 1.0:
+            return self
+        return LampModel(lines=self.lines.through_slit(k), continuum=self.continuum * k,
+                         identified=self.identified, scale=self.scale)
 
 
 def _fit_line(flux: np.ndarray, centre: float, half: int = 3) -> Optional[Tuple[float, float, float]]:

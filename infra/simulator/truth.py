@@ -29,6 +29,22 @@ Schema (all pixel coordinates 0-based, ``data[row, col]``; pixel i spans [i-0.5,
     ``diffuse_electrons`` (per pixel at illumination 1 and pixel response 1, along the
     tilt reference row; 2071 values, 0 outside the lit columns) and
     ``source_electrons`` (science: per column summed over the slit; else null).
+
+Nights with per-frame setups (any frame not 'Spectroscopic 2x2' full frame, or with its
+own slit or a lamp offset): ``format`` is "... truth v2", the top-level ``geometry`` is the
+science frames' readout, and every frame also has
+``readout``: binning [sb, pb], ccdsum, roi (the header's ROI), roi_first_row_unbinned and
+    roi_n_rows_unbinned (the window within the 1896-row full window), parallel_origin
+    (PG5_6 = 1100 + roi_first_row_unbinned), shape, naxis1/naxis2, overscan/trim (goodman's
+    rules at that binning), first_lit_col, n_lit_cols, illuminated_rows (0-based, inclusive,
+    null if none), slit_edges_rows and slit_edge_sigma_rows (in this frame's rows),
+    row_mapping, slit_arcsec, slit_card, line_sigma_unbinned (lamp and sky lines in this
+    frame), exposure_factor (exptime / the 2x2 0.45" exptime of flats and lamps);
+and its ``wavelength_solution`` adds serial_binning, first_lit_col, flexure_shift,
+    lamp_offset (shift = flexure_shift + lamp_offset), ``x_of_column`` [scale, offset] with
+    ``x = scale*c + offset`` (+ tilt term) for this frame's own raw column c, i.e.
+    ``x = sb*(c - first_lit_col) + (sb - 1)/2 + shift``, and tilt_px_per_100_rows /
+    tilt_reference_row in this frame's rows. The trace is in this frame's raw pixels.
 """
 from __future__ import annotations
 
@@ -36,9 +52,9 @@ from typing import Any, Dict
 
 import numpy as np
 
-from . import cosmics, geometry, spectra
+from . import cosmics, geometry, headers, spectra
 from .frames import ILLUMINATION_GRADIENT, PRNU_RMS, frame_spectra
-from .plan import FramePlan, NightPlan
+from .plan import REFERENCE_SLIT, FramePlan, NightPlan
 from .reference import goodman_data_dir, load_reference_lamp
 
 PIXEL_MAPPING = ("x_unbinned = 2*(c - 25) + 0.5 + shift + tilt*(r - tilt_reference_row)/100, "
@@ -47,16 +63,97 @@ PIXEL_MAPPING = ("x_unbinned = 2*(c - 25) + 0.5 + shift + tilt*(r - tilt_referen
                  "at the pixel centre")
 
 
+ILLUMINATION_V1 = ("I(r) = [Phi((r - (r0 - 0.5))/s) - Phi((r - (r1 + 0.5))/s)] * (1 + g*(r - m)/(r1 - r0 + 1)), "
+                   "r0, r1 = illuminated_rows, s = slit_edge_sigma_rows, m = (r0 + r1)/2, "
+                   f"g = {ILLUMINATION_GRADIENT}, Phi = standard normal CDF")
+ILLUMINATION_V2 = ("I(r) = [Phi((r - lo)/s) - Phi((r - hi)/s)] * (1 + g*(r - m)/(hi - lo)), "
+                   "lo, hi = slit_edges_rows of the frame's readout, s = slit_edge_sigma_rows, m = (lo + hi)/2, "
+                   f"g = {ILLUMINATION_GRADIENT}, Phi = standard normal CDF (in u: edges 177.5 and 1809.5, s = 3)")
+
+
 def _round(values, digits: int = 3):
     return [round(float(v), digits) for v in np.asarray(values).ravel()]
 
 
-def _solution(plan: NightPlan, shift) -> Dict[str, Any]:
+PIXEL_MAPPING_V2 = ("x_unbinned = sb*(c - first_lit_col) + (sb - 1)/2 + shift + tilt*(r - tilt_reference_row)/100 "
+                    "(= x_of_column[0]*c + x_of_column[1] + tilt term), sb = serial_binning, c = 0-based raw column "
+                    "and r = 0-based raw row of this frame, tilt and tilt_reference_row in this frame's rows; "
+                    "lambda = Chebyshev1D(degree, coefficients)(x_unbinned) with astropy's default domain/window "
+                    "(= numpy.polynomial.chebyshev.chebval), angstrom, air, at the pixel centre")
+ROW_MAPPING = ("u_unbinned = pb*r + (pb - 1)/2 + roi_first_row_unbinned: unbinned row (from the first row of the "
+               "full 1896-row spectroscopic window) of the centre of raw row r; the slit image and the targets sit "
+               "at fixed u, so the default 2x2 full frame's row r2 is u = 2*r2 + 0.5")
+
+
+def _solution(plan: NightPlan, shift, frame: FramePlan = None) -> Dict[str, Any]:
     sol = load_reference_lamp(plan.lamp).solution
     out = sol.as_dict()
-    out.update({"shift": shift, "tilt_px_per_100_rows": plan.tilt,
-                "tilt_reference_row": geometry.TILT_REFERENCE_ROW, "pixel_mapping": PIXEL_MAPPING})
+    if plan.legacy:
+        out.update({"shift": shift, "tilt_px_per_100_rows": plan.tilt,
+                    "tilt_reference_row": geometry.TILT_REFERENCE_ROW, "pixel_mapping": PIXEL_MAPPING})
+        return out
+    geom = frame.geometry
+    sb = geom.sb
+    out.update({
+        "shift": shift,
+        "flexure_shift": round(shift - frame.lamp_offset, 4),
+        "lamp_offset": frame.lamp_offset,
+        "serial_binning": sb,
+        "first_lit_col": geom.first_lit_col,
+        "x_of_column": [sb, round(-sb * geom.first_lit_col + (sb - 1) / 2.0 + shift, 6)],
+        "tilt_px_per_100_rows": geom.tilt_per_100_rows(plan.tilt),
+        "tilt_reference_row": geom.tilt_reference_row,
+        "pixel_mapping": PIXEL_MAPPING_V2,
+    })
     return out
+
+
+def readout_truth(plan: NightPlan, frame: FramePlan) -> Dict[str, Any]:
+    """The frame's own setup: readout geometry, window and slit (nights with per-frame setups)."""
+    geom = frame.geometry
+    sigma = spectra.lamp_model(plan.lamp, geometry.GAIN).lines.sigma
+    ref_slit = str(load_reference_lamp(plan.lamp).header.get("SLIT", ""))
+    lit = geom.illuminated_rows
+    return {
+        "binning": list(geom.binning),
+        "ccdsum": geom.ccdsum,
+        "roi": geom.roi_name,
+        "roi_first_row_unbinned": geom.roi.first_row,
+        "roi_n_rows_unbinned": geom.roi.n_rows,
+        "parallel_origin": geom.parallel_origin,
+        "shape": list(geom.shape),
+        "naxis1": geom.n_cols,
+        "naxis2": geom.n_rows,
+        "overscan": geom.overscan_section,
+        "trim": geom.trim_section,
+        "first_lit_col": geom.first_lit_col,
+        "n_lit_cols": geom.n_lit_cols,
+        "illuminated_rows": None if lit is None else list(lit),
+        "slit_edges_rows": [round(v, 6) for v in geom.slit_edges],
+        "slit_edge_sigma_rows": geom.slit_edge_sigma,
+        "row_mapping": ROW_MAPPING,
+        "slit_arcsec": frame.slit if frame.slit is not None else REFERENCE_SLIT,
+        "slit_card": headers.slit_card(frame.slit) if frame.slit is not None else ref_slit,
+        "line_sigma_unbinned": round(sigma * frame.slit_factor, 6),
+        "exposure_factor": round(frame.exposure_factor, 6),
+    }
+
+
+def geometry_truth(geom: geometry.Geometry) -> Dict[str, Any]:
+    lit = geom.illuminated_rows
+    return {
+        "shape": list(geom.shape),
+        "naxis1": geom.n_cols,
+        "naxis2": geom.n_rows,
+        "binning": list(geom.binning),
+        "overscan": geom.overscan_section,
+        "trim": geom.trim_section,
+        "first_lit_col": geom.first_lit_col,
+        "n_lit_cols": geom.n_lit_cols,
+        "illuminated_rows_1based": None if lit is None else [lit[0] + 1, lit[1] + 1],
+        "illuminated_rows": None if lit is None else list(lit),
+        "slit_edge_sigma_rows": geom.slit_edge_sigma,
+    }
 
 
 def frame_truth(plan: NightPlan, frame: FramePlan) -> Dict[str, Any]:
@@ -71,7 +168,7 @@ def frame_truth(plan: NightPlan, frame: FramePlan) -> Dict[str, Any]:
         "date_obs": frame.date_obs,
         "bias_level_adu": frame.bias_level,
         "shift": frame.shift,
-        "wavelength_solution": None if frame.kind == "bias" else _solution(plan, frame.shift),
+        "wavelength_solution": None if frame.kind == "bias" else _solution(plan, frame.shift, frame),
         "target": None,
         "trace": None,
         "n_cosmic_ray_events": hits.n_events,
@@ -96,6 +193,8 @@ def frame_truth(plan: NightPlan, frame: FramePlan) -> Dict[str, Any]:
             "diffuse_electrons": _round(diffuse, 2),
             "source_electrons": None if source is None else _round(source, 2),
         }
+    if not plan.legacy:
+        entry["readout"] = readout_truth(plan, frame)
     return entry
 
 
@@ -105,8 +204,9 @@ def truth_dict(plan: NightPlan) -> Dict[str, Any]:
     model = spectra.lamp_model(plan.lamp, geometry.GAIN)
     filt = str(ref.header.get("FILTER2", ""))
     sky_wl, sky_rate = spectra.visible_sky_lines(sol)
+    geom = plan.science_geometry
     return {
-        "format": "goodman-night-simulator truth v1",
+        "format": "goodman-night-simulator truth " + ("v1" if plan.legacy else "v2"),
         "seed": plan.seed,
         "night": plan.night,
         "n_frames": len(plan.frames),
@@ -117,34 +217,22 @@ def truth_dict(plan: NightPlan) -> Dict[str, Any]:
             "filter2": filt, "grating": str(ref.header.get("GRATING", "")), "wavmode": str(ref.header.get("WAVMODE", "")),
         },
         "geometry": {
-            "shape": list(geometry.SHAPE),
-            "naxis1": geometry.N_COLS,
-            "naxis2": geometry.N_ROWS,
-            "binning": [geometry.BINNING, geometry.BINNING],
-            "overscan": geometry.OVERSCAN_SECTION,
-            "trim": geometry.TRIM_SECTION,
-            "first_lit_col": geometry.FIRST_LIT_COL,
-            "n_lit_cols": geometry.N_LIT_COLS,
-            "illuminated_rows_1based": list(geometry.ILLUMINATED_ROWS_1BASED),
-            "illuminated_rows": list(geometry.ILLUMINATED_ROWS),
-            "slit_edge_sigma_rows": geometry.SLIT_EDGE_SIGMA,
-            "illumination": ("I(r) = [Phi((r - (r0 - 0.5))/s) - Phi((r - (r1 + 0.5))/s)] * (1 + g*(r - m)/(r1 - r0 + 1)), "
-                             "r0, r1 = illuminated_rows, s = slit_edge_sigma_rows, m = (r0 + r1)/2, "
-                             f"g = {ILLUMINATION_GRADIENT}, Phi = standard normal CDF"),
+            **geometry_truth(geom),
+            "illumination": ILLUMINATION_V1 if plan.legacy else ILLUMINATION_V2,
             "pixel_response_rms": PRNU_RMS,
-            "tilt_reference_row": geometry.TILT_REFERENCE_ROW,
+            "tilt_reference_row": geom.tilt_reference_row,
             "bias_level_adu": geometry.BIAS_LEVEL,
             "gain": geometry.GAIN,
             "rdnoise_e": geometry.RDNOISE,
             "rdnoise_adu": round(geometry.RDNOISE / geometry.GAIN, 4),
             "saturation_adu": geometry.SATURATION,
-            "readout": geometry.READOUT_MODE,
+            "readout": geom.readout_mode,
             "electrons_model": ("e(r, c) = [diffuse(c)*I(r) + source(c)*P(r; trace(c))*I(r)] * prnu(r, c); "
                                 "ADU = Poisson(e)/gain + cosmic_ray_electrons/gain + bias(r, c) + "
                                 "(bias_level_adu - nominal) + N(0, rdnoise_adu), rounded, clipped to 0..65535"),
         },
-        "wavelength_solution": {**sol.as_dict(), "pixel_mapping": PIXEL_MAPPING,
-                                "tilt_reference_row": geometry.TILT_REFERENCE_ROW},
+        "wavelength_solution": {**sol.as_dict(), "pixel_mapping": PIXEL_MAPPING if plan.legacy else PIXEL_MAPPING_V2,
+                                "tilt_reference_row": geom.tilt_reference_row},
         "comparison_lamp": {
             "sigma_unbinned": round(model.lines.sigma, 6),
             "lines": [
