@@ -15,7 +15,7 @@ cosmic rays), so a fully reduced lamp is 'cfzst_' like a science frame.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -24,16 +24,13 @@ from astropy.io import fits
 from . import ccd
 from .ccd import Frame
 from .cosmics import reject_cosmic_rays
-from .extract import METHODS as EXTRACTION_TYPES, MODELS as TARGET_MODELS
-from .flats import METHODS as FLAT_METHODS
+from .parameters import COSMIC_METHODS, ReductionSettings  # noqa: F401 (re-exported: the settings of a reduction)
 from .regions import CAMERAS, overscan_section, parse_section, trim_section
 
 
 class UnsupportedFrame(ValueError):
     """This frame cannot be reduced by this core (imaging, unknown camera, odd shape)."""
 
-
-COSMIC_METHODS = ("dcr", "lacosmic", "none", "default")
 
 STEPS: Dict[str, Tuple[str, ...]] = {
     "BIAS": ("overscan", "trim"),
@@ -43,76 +40,6 @@ STEPS: Dict[str, Tuple[str, ...]] = {
 }
 #: Goodman also calls these OBSTYPEs: same steps.
 ALIASES = {"ARC": "COMP", "SPECTRUM": "OBJECT", "LAMPFLAT": "FLAT"}
-
-
-@dataclass(frozen=True)
-class ReductionSettings:
-    """The reduction settings (names and defaults as in the paper / goodman's redccd)."""
-
-    ignore_bias: bool = False
-    ignore_flats: bool = False
-    cosmic_ray_rejection: str = "lacosmic"
-    flat_normalization: str = "simple"
-    flat_normalization_order: int = 15
-    saturation_threshold: float = 1  # percent of pixels
-    min_bias_files: int = 10
-    min_flat_files: int = 10
-    cosmic_niter: Optional[int] = None
-    # spectroscopy (the paper's names and defaults)
-    extraction_type: str = "fractional"
-    background_threshold: float = 1.0
-    correlation_tolerance: float = 15.0
-    target_fit_model: str = "gaussian"
-    max_targets: int = 3
-
-    def __post_init__(self) -> None:
-        _validate(self)
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "ReductionSettings":
-        """Build from a plain dict (e.g. JSON), rejecting unknown names and bad values."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {unknown}: known are {sorted(known)}")
-        return cls(**d)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
-
-
-def _validate(s: ReductionSettings) -> None:
-    for name in ("ignore_bias", "ignore_flats"):
-        if not isinstance(getattr(s, name), bool):
-            raise ValueError(f"{name} must be true or false, got {getattr(s, name)!r}")
-    if s.cosmic_ray_rejection not in COSMIC_METHODS:
-        raise ValueError(f"cosmic_ray_rejection must be one of {COSMIC_METHODS}, got {s.cosmic_ray_rejection!r}")
-    if s.flat_normalization not in FLAT_METHODS:
-        raise ValueError(f"flat_normalization must be one of {FLAT_METHODS}, got {s.flat_normalization!r}")
-    order = s.flat_normalization_order
-    if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= 50:
-        raise ValueError(f"flat_normalization_order must be an integer 1..50, got {order!r}")
-    sat = s.saturation_threshold
-    if isinstance(sat, bool) or not isinstance(sat, (int, float)) or not 0 <= sat <= 100:
-        raise ValueError(f"saturation_threshold is a percentage of pixels 0..100, got {sat!r}")
-    for name in ("min_bias_files", "min_flat_files"):
-        v = getattr(s, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    n = s.cosmic_niter
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 10):
-        raise ValueError(f"cosmic_niter must be null or an integer 1..10, got {n!r}")
-    if s.extraction_type not in EXTRACTION_TYPES:
-        raise ValueError(f"extraction_type must be one of {EXTRACTION_TYPES}, got {s.extraction_type!r}")
-    if s.target_fit_model not in TARGET_MODELS:
-        raise ValueError(f"target_fit_model must be one of {TARGET_MODELS}, got {s.target_fit_model!r}")
-    for name, low in (("background_threshold", 0.0), ("correlation_tolerance", 0.0)):
-        v = getattr(s, name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > low:
-            raise ValueError(f"{name} must be a positive number, got {v!r}")
-    m = s.max_targets
-    if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 20:
-        raise ValueError(f"max_targets must be an integer 1..20, got {m!r}")
 
 
 @dataclass
@@ -160,7 +87,7 @@ def reduce_frame(data: np.ndarray, header: fits.Header, obstype: str, camera: st
         raise UnsupportedFrame(f"OBSTYPE {obstype!r} is not reduced (known: {sorted(STEPS)})")
     if cam not in CAMERAS:
         raise UnsupportedFrame(f"camera {camera!r} is not supported (known: {CAMERAS})")
-    if _is_imaging(header):
+    if kind != "BIAS" and _is_imaging(header):  # a bias sees no light: its readout shape decides, below
         raise UnsupportedFrame("imaging data: this core reduces spectroscopy only")
     arr = np.asarray(data)
     if arr.ndim != 2:
