@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from functions.core.extract import ExtractedSpectrum, Target, Trace, extract, find_targets, trace_target
+from functions.core.extract import ExtractedSpectrum, Target, Trace, detect_targets, extract, find_targets, trace_target
 from functions.core.masters import camera_binning
 from functions.core.reduce import Calibrations, ReductionSettings, reduce_frame
 from infra.simulator import geometry, make_night, render_frame
@@ -79,6 +79,25 @@ def test_find_targets_finds_the_one_source_at_the_true_row(sim):
     print(f"center error {err_c:+.3f} px, fwhm error {100 * err_w:+.1f} %")
     assert abs(err_c) < 0.2
     assert abs(err_w) < 0.15
+
+
+def test_detect_targets_on_the_simulated_2x2_night(sim):
+    """The simulator's slit ends at trimmed rows 88 and 903 with soft edges: measured at
+    half illumination, and its one star is a target with nothing rejected."""
+    f = sim["sci"]
+    mask_before = f.mask.copy()
+    search = detect_targets(f.data, mask=f.mask, spatial_binning=2)
+    assert np.array_equal(f.mask, mask_before)
+    lit = np.flatnonzero(illumination() > 0.5) - 1.0  # trimmed rows
+    (lo, hi), = search.slit
+    assert abs(lo - (lit[0] - 0.5)) < 0.5 and abs(hi - (lit[-1] + 0.5)) < 0.5
+    assert len(search.targets) == 1 and search.rejected == () and search.notes() == []
+    t = search.targets[0]
+    assert abs(t.center - sim["row_t"][f.data.shape[1] // 2]) < 0.2 and t.snr > 20
+    assert search.min_fwhm == pytest.approx(0.4 / 0.3)
+    # the flat's slit edges and gradient are not sources, whatever the binning
+    for b in (None, 1, 2, 3):
+        assert detect_targets(sim["flat"].data, spatial_binning=b).targets == ()
 
 
 def test_find_targets_moffat_and_bad_model(sim):
@@ -275,3 +294,23 @@ def test_bin_medians_are_numpys_nanmedian_bin_by_bin():
         warnings.simplefilter("ignore", RuntimeWarning)
         want = np.stack([np.nanmedian(arr[:, a:b], axis=1) for a, b in zip(edges[:-1], edges[1:])], axis=1)
     assert np.array_equal(np.isnan(got), np.isnan(want)) and np.allclose(got[~np.isnan(got)], want[~np.isnan(want)])
+
+
+def _simulator_bins():
+    import inspect
+
+    return "binning" in inspect.signature(make_night).parameters
+
+
+@pytest.mark.skipif(not _simulator_bins(), reason="this simulator renders 2x2 only")
+@pytest.mark.parametrize("binning", [(1, 1), (3, 3), (1, 2)])
+def test_detect_targets_on_simulated_nights_at_other_binnings(binning):
+    """The simulator's star (0.6-0.9" seeing) at 1x1 is 4-6 rows wide, at 3x3 1.3-2: one
+    target whatever the binning, nothing rejected (whole-ADU frames: quantised medians)."""
+    plan = make_night(seed=2, binning=binning)
+    sci = [f for f in plan.frames if f.kind == "science"][0]
+    frame = _reduce(*render_frame(plan, sci), "OBJECT")
+    search = detect_targets(frame.data, mask=frame.mask, spatial_binning=binning[1])
+    assert len(search.targets) == 1 and search.notes() == [], search.notes()
+    t = search.targets[0]
+    assert abs(t.fwhm / sci.trace.fwhm - 1) < 0.15 and t.snr > 20

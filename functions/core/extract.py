@@ -13,8 +13,11 @@ numerics. Here each step is a pure function of arrays, so the live page can run 
 every frame and tests can check it against the simulator's exact truth. The methods
 are the same in spirit: a median spatial profile to find targets, binned centroids and
 a low-order polynomial for the trace, and a fractional-pixel aperture sum with sky from
-beside the trace; we add Horne (1986) optimal extraction, which gains S/N on faint
-sources (sky/read-noise limited) where the aperture sum adds pure noise from its wings.
+beside the trace. We add a test of each peak for being a real source (S/N per column,
+a width the seeing allows at the binning, away from the slit's edges, a continuum
+across the spectrum; see detect_targets), each rejection with its reason, and Horne
+(1986) optimal extraction, which gains S/N on faint sources (sky/read-noise limited)
+where the aperture sum adds pure noise from its wings.
 
 Nothing here modifies its inputs: every array is copied before it is changed.
 """
@@ -35,8 +38,61 @@ MAD_TO_SIGMA = 1.4826
 DETECTION_SIGMA = 5.0
 #: Width (rows) of the running median that models the background of the spatial
 #: profile: much wider than any point source, so the source is not part of it, while a
-#: median filter keeps the slit edges (monotonic steps) and gradients exactly.
+#: median filter keeps the slit edges (monotonic steps) and gradients exactly. Used as
+#: is when the binning is unknown; otherwise BACKGROUND_WINDOW_ARCSEC in rows (41 at 2x2).
 BACKGROUND_WINDOW = 41
+BACKGROUND_WINDOW_ARCSEC = 12.0
+#: Goodman's unbinned plate scale along the slit, arcsec/px (Red and Blue cameras alike).
+PLATE_SCALE_ARCSEC = 0.15
+#: The coarsest spatial binning Goodman reads out: assumed when the binning is unknown.
+MAX_SPATIAL_BINNING = 3
+
+# ---- target knobs (declared here; the settings table wires them: name, type, default, range, help)
+#: target_min_snr: float, default 3.0, range [0, 1000]. "A target's S/N per column (the
+#: source summed over the +-1.5 FWHM aperture in one column, median along the spectrum)
+#: must reach this; 0 turns the test off." Real faint sources of S/N ~5 pass, noise and
+#: flat-field structure (S/N < 1) do not; trace_target cannot follow less than ~2.5.
+TARGET_MIN_SNR = 3.0
+#: target_min_fwhm_arcsec: float, default 0.4, range [0, 5]. "Narrowest FWHM (arcsec) a
+#: point source can have: the best seeing at SOAR. Converted to rows with 0.15\"/px times
+#: the spatial binning (2.67 px at 1x1, 1.33 at 2x2, 0.89 at 3x3); narrower peaks are
+#: noise or bad rows."
+TARGET_MIN_FWHM_ARCSEC = 0.4
+#: slit_edge_margin_arcsec: float, default 2.0, range [0, 60]. "A target's centre must lie
+#: this far (arcsec) inside the illuminated part of the slit (13 px at 1x1, 6.7 at 2x2,
+#: 4.4 at 3x3); peaks closer to a slit edge, or to the frame's edge, are rejected."
+SLIT_EDGE_MARGIN_ARCSEC = 2.0
+#: target_column_blocks: int, default 8, range [1, 64]. "Independent blocks of columns in
+#: which a target's continuum is looked for."
+TARGET_COLUMN_BLOCKS = 8
+#: target_min_block_fraction: float, default 0.6, range [0, 1]. "Fraction of the column
+#: blocks a target must be seen in (5 of 8): a bad row segment or defect is not."
+TARGET_MIN_BLOCK_FRACTION = 0.6
+# ---- fixed detection constants (not knobs)
+#: A source is "seen" in a column block when the S/N of its aperture sum on the block's
+#: median profile reaches this (a real source of S/N 3 per column has ~30 in a block).
+BLOCK_MIN_SNR = 5.0
+#: The slit (see _slit_runs): a row is illuminated where the profile's background is
+#: more than SLIT_EDGE_LEVEL of the way from the dark level (its minimum) to the lit one
+#: (the median of the rows more than SLIT_LIT_FLOOR of the way up); the crossings are
+#: the slit's edges, provided the lit level is SLIT_MIN_CONTRAST noise sigmas (of the
+#: median profile) and SLIT_MIN_STEP sigmas of one pixel above the dark one: a smaller
+#: step (a bias residual, a sky of 1 ADU) has no edge worth finding, and its artefacts
+#: fail the S/N test anyway.
+SLIT_EDGE_LEVEL = 0.5
+SLIT_LIT_FLOOR = 0.25
+SLIT_MIN_CONTRAST = 20.0
+SLIT_MIN_STEP = 1.0
+#: A candidate's steepest step between adjacent rows (central profile) may exceed that of
+#: a Gaussian of its fitted FWHM and amplitude by this factor, plus STEEP_NOISE_SIGMA
+#: sigmas of a difference of two rows' noise: stars measure 1.0-1.2 (Moffat cores
+#: included), a band of bad rows 1.7 (3 rows) to 6 (12 rows), a flat top between cliffs.
+STEEP_FACTOR = 1.5
+STEEP_NOISE_SIGMA = 4.0
+#: Clipping (sigmas) of the noise estimate of a profile (see _clipped_sigma).
+CLIP_SIGMA = 4.0
+#: Only the highest peaks of the profile are examined (each costs a fit).
+MAX_CANDIDATES = 25
 MODELS = ("gaussian", "moffat")
 METHODS = ("fractional", "optimal")
 
@@ -44,13 +100,14 @@ METHODS = ("fractional", "optimal")
 @dataclass(frozen=True)
 class Target:
     """A source found on the spatial profile: centre row (at the middle column), FWHM
-    (rows), peak amplitude above the background (ADU, of the median profile) and the
-    profile model used to measure them."""
+    (rows), peak amplitude above the background (ADU, of the median profile), the
+    profile model used to measure them and its S/N per column (NaN if not measured)."""
 
     center: float
     fwhm: float
     amplitude: float
     model: str
+    snr: float = float("nan")  # S/N per column of the aperture sum (see detect_targets)
 
 
 @dataclass(frozen=True)
@@ -128,8 +185,8 @@ def _mad_sigma(values) -> float:
     return float(MAD_TO_SIGMA * np.median(np.abs(v - np.median(v))))
 
 
-def _background(profile: np.ndarray) -> np.ndarray:
-    """Running median of the profile; NaNs (fully masked rows) are filled first."""
+def _background(profile: np.ndarray, window: int = BACKGROUND_WINDOW) -> np.ndarray:
+    """Running median (`window` rows) of the profile; NaNs (fully masked rows) are filled first."""
     p = profile.copy()
     bad = ~np.isfinite(p)
     if bad.all():
@@ -137,7 +194,7 @@ def _background(profile: np.ndarray) -> np.ndarray:
     if bad.any():
         idx = np.arange(p.size)
         p[bad] = np.interp(idx[bad], idx[~bad], p[~bad])
-    window = min(BACKGROUND_WINDOW, p.size if p.size % 2 else p.size - 1)
+    window = min(int(window), p.size if p.size % 2 else p.size - 1)
     return ndimage.median_filter(p, size=max(window, 1), mode="nearest")
 
 
@@ -176,48 +233,347 @@ def _fit_profile_inner(rows, y, center, amplitude, fwhm, model):
 # ---------------------------------------------------------------------------- targets
 
 
-def find_targets(data, max_targets: int = 3, background_threshold: float = 1.0, model: str = "gaussian",
-                 mask=None) -> List[Target]:
-    """Point sources along the slit, brightest first, at most `max_targets`.
+@dataclass(frozen=True)
+class Rejection:
+    """A peak of the spatial profile that is not a target, and why.
 
-    The spatial profile is the median along the dispersion of every row (robust to
-    cosmic rays, emission lines and the source's own spectral shape; masked pixels are
-    left out). Its background is a running median BACKGROUND_WINDOW rows wide (keeps
-    slit edges and illumination gradients, drops anything as narrow as a star), and its
-    noise the MAD-based sigma of (profile - background). A peak is a target when its
-    height above the background exceeds ``background_threshold * DETECTION_SIGMA *
-    noise``: with the default 1.0 a 5-sigma detection; raise it to keep only brighter
-    sources (the paper's knob is a multiplier of the detection level, as in goodman).
+    ``kind`` is the first test it failed, one of REJECTION_KINDS; ``reason`` says, in
+    words an observer can act on, every test it failed. ``center``/``fwhm``/``amplitude``
+    are as in Target (NaN where the profile fit failed), ``snr`` the S/N per column
+    (NaN where not measured)."""
 
-    Each peak is then measured by fitting `model` ('gaussian' | 'moffat', astropy) to
-    the background-subtracted median profile of the central eighth of the columns, so
-    ``center`` is the row of the source at the middle column (a curved trace would
-    smear the full-width median) and ``fwhm`` its width there. Fits that fail or give
-    a width below 0.5 or above BACKGROUND_WINDOW/2 rows (not a point source) are dropped.
+    center: float
+    fwhm: float
+    amplitude: float
+    snr: float
+    kind: str
+    reason: str
+
+    def note(self) -> str:
+        return f"candidate at row {self.center:.1f} rejected: {self.reason}"
+
+
+#: Why a candidate can be rejected (Rejection.kind), in the order they are tested.
+REJECTION_KINDS = ("fit", "duplicate", "outside_slit", "slit_edge", "narrow", "wide", "steep", "snr", "blocks",
+                   "max_targets")
+
+
+@dataclass(frozen=True)
+class TargetSearch:
+    """What detect_targets found: the targets (brightest first), every candidate it
+    rejected with the reason, the illuminated part(s) of the slit it measured (rows,
+    half-illumination crossings; empty when no slit edge was found in the frame, see
+    _slit_runs), the narrowest FWHM and the edge margin it applied (rows) and how many
+    weaker peaks it did not examine."""
+
+    targets: Tuple[Target, ...]
+    rejected: Tuple[Rejection, ...]
+    slit: Tuple[Tuple[float, float], ...]
+    min_fwhm: float
+    edge_margin: float
+    unexamined: int = 0
+
+    def notes(self) -> List[str]:
+        """One line per rejected candidate (and one for the peaks not examined); a
+        'duplicate' (a second peak of a candidate already listed) is left out."""
+        out = [r.note() for r in self.rejected if r.kind != "duplicate"]
+        if self.unexamined:
+            out.append(f"{self.unexamined} weaker peak(s) of the spatial profile not examined "
+                       f"(only the {MAX_CANDIDATES} highest are)")
+        return out
+
+
+def plate_scale(spatial_binning: int) -> float:
+    """Arcsec per binned row along the slit."""
+    return PLATE_SCALE_ARCSEC * float(spatial_binning)
+
+
+def _binning(spatial_binning) -> int:
+    """The binning the seeing limits are computed for: an unknown one is taken as the
+    coarsest Goodman offers, so that it can never reject a real star."""
+    if spatial_binning is None:
+        return MAX_SPATIAL_BINNING
+    b = int(spatial_binning)
+    if b < 1:
+        raise ValueError(f"spatial_binning must be a positive integer, got {spatial_binning!r}")
+    return b
+
+
+def _window_rows(spatial_binning) -> int:
+    """BACKGROUND_WINDOW_ARCSEC in rows at this binning (odd; BACKGROUND_WINDOW if unknown)."""
+    if spatial_binning is None:
+        return BACKGROUND_WINDOW
+    n = int(round(BACKGROUND_WINDOW_ARCSEC / plate_scale(_binning(spatial_binning))))
+    return max(n + 1 - n % 2, 5)
+
+
+def _slit_runs(bg: np.ndarray, min_step: float) -> List[Tuple[float, float]]:
+    """The illuminated runs of rows of the slit, from the background `bg` of the profile.
+
+    The dark level is the background's minimum (~0 on a bias-subtracted frame where the
+    slit does not reach; scattered light lifts it). The lit level starts at the 90th
+    percentile and becomes the median of the rows more than SLIT_LIT_FLOOR of the way
+    up from dark (three times): the sky through the slit, not the wings of a bright
+    star that lift the background over several arcsec (a standard star), as long as
+    they cover less than half the slit. A row is lit above SLIT_EDGE_LEVEL of the way
+    from dark to lit; each run's ends are the interpolated crossings of that level
+    (-0.5 / nrows-0.5 where a run reaches the frame). Empty when there is no edge to
+    find: the lit level is not `min_step` above the dark one, or
+    no row is darker than SLIT_EDGE_LEVEL of the lit level (the slit fills the frame,
+    which only an illumination gradient spans); then only the frame's edges count."""
+    finite = np.isfinite(bg)
+    if not finite.any():
+        return []
+    vals = bg[finite]
+    dark = float(vals.min())
+    lit_level = float(np.percentile(vals, 90))
+    for _ in range(3):  # down from the wings of a bright star, onto the sky through the slit
+        above = vals[vals - dark > SLIT_LIT_FLOOR * (lit_level - dark)]
+        if above.size == 0:
+            break
+        lit_level = float(np.median(above))
+    if not (np.isfinite(min_step) and lit_level - dark > max(min_step, 1e-12)
+            and dark < SLIT_EDGE_LEVEL * lit_level):
+        return []
+    half = dark + SLIT_EDGE_LEVEL * (lit_level - dark)
+    lit = np.where(finite, bg > half, False)
+    n = bg.size
+    d = np.diff(np.concatenate([[0], lit.astype(int), [0]]))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1) - 1
+    runs = []
+    for a, b in zip(starts, ends):
+        lo = -0.5 if a == 0 else a - 1 + (half - bg[a - 1]) / (bg[a] - bg[a - 1])
+        hi = n - 0.5 if b == n - 1 else b + (bg[b] - half) / (bg[b] - bg[b + 1])
+        runs.append((float(lo), float(hi)))
+    return runs
+
+
+def _clipped_sigma(values: np.ndarray, floor: float) -> float:
+    """Standard deviation about the median, iteratively clipped at CLIP_SIGMA (starting
+    from the larger of the MAD's sigma and the standard deviation of the 5-95 % range),
+    never below `floor`. The MAD alone fails on quantised profiles (more than half
+    the rows exactly 0 gives 0, though others scatter by +-1 or 2 ADU); the clipped
+    standard deviation sees that scatter, and equals the MAD's sigma on Gaussian noise."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size < 3:
+        return float(floor)
+    med = float(np.median(v))
+    lo, hi = np.percentile(v, [5, 95])
+    s = max(_mad_sigma(v), float(np.std(v[(v >= lo) & (v <= hi)])), floor)  # a start wide enough to grow
+    for _ in range(20):
+        sel = np.abs(v - med) <= CLIP_SIGMA * s
+        new = max(float(np.std(v[sel])) if sel.sum() > 2 else s, floor)
+        if abs(new - s) <= 1e-3 * s:
+            break
+        s = new
+    return float(s)
+
+
+def _finite_median(values) -> float:
+    """Median of the finite values (NaN if none), without numpy's all-NaN warning."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else float("nan")
+
+
+def _median_quantum(rows: np.ndarray) -> float:
+    """0.5 (ADU) when the pixels of these rows are whole ADU apart (raw counts less a
+    constant per row, e.g. the overscan; within 0.1 ADU, as a flat of ~1 leaves faint
+    pixels), so that their medians move in half-ADU steps; else 0."""
+    quantised = 0
+    total = 0
+    for v in rows:
+        v = v[np.isfinite(v)]
+        if v.size < 2:
+            continue
+        f = np.mod(v - v[0], 1.0)
+        quantised += np.mean(np.minimum(f, 1.0 - f) < 0.1) > 0.9
+        total += 1
+    return 0.5 if total and quantised > total / 2 else 0.0
+
+
+def _row_pixel_sigma(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Noise of one pixel in each of `rows`, from the differences of neighbouring columns
+    (MAD-based): the frame's own noise (sky, source, read noise, flat-field pattern)
+    without a gain, insensitive to the spectrum's shape, sky lines and cosmic rays."""
+    if arr.shape[1] < 2:
+        return np.full(len(rows), np.nan)
+    d = np.diff(arr[rows, :], axis=1)
+    med = _nanmedian(d, axis=1)
+    mad = _nanmedian(np.abs(d - med[:, None]), axis=1)
+    return MAD_TO_SIGMA * mad / np.sqrt(2.0)
+
+
+def _walk_blocks(y_blocks: np.ndarray, sig_blocks: np.ndarray, center: float, fwhm: float,
+                 h: float) -> Tuple[np.ndarray, np.ndarray]:
+    """(flux per column, S/N) of the candidate in each column block: the aperture sum
+    (+-h rows) of the block's background-subtracted median profile about its centroid,
+    walking outward from the middle block as trace_target does, so a drifting trace is
+    followed; a block where the source is not seen keeps its neighbour's centre."""
+    nrows, nb = y_blocks.shape
+    rows = np.arange(nrows, dtype=float)
+    flux = np.full(nb, np.nan)
+    snr = np.full(nb, np.nan)
+    mid = nb // 2
+    for direction in (+1, -1):
+        last = float(center)
+        b = mid if direction > 0 else mid - 1
+        while 0 <= b < nb:
+            y = y_blocks[:, b]
+            c = _centroid(np.clip(y, 0.0, None), rows, last, max(fwhm, 1.0))
+            if not np.isfinite(c) or abs(c - last) > max(fwhm, 1.0):
+                c = last
+            w = _overlap(rows, c - h, c + h)
+            f = float(np.sum(w * y))
+            s = f / (max(sig_blocks[b], 1e-12) * np.sqrt(np.sum(w ** 2)))
+            flux[b], snr[b] = f, s
+            if s >= BLOCK_MIN_SNR:
+                last = c
+            b += direction
+    return flux, snr
+
+
+def _steepness(y: np.ndarray, center: float, fwhm: float, amp: float) -> Tuple[float, float]:
+    """(largest step of `y` between adjacent rows within FWHM+1 rows of `center`, the
+    largest step of a Gaussian of this FWHM and amplitude sampled at the same rows)."""
+    lo = max(int(np.floor(center - fwhm - 1)), 0)
+    hi = min(int(np.ceil(center + fwhm + 1)) + 1, y.size)
+    if hi - lo < 2:
+        return 0.0, float(amp)
+    rows = np.arange(lo, hi, dtype=float)
+    model = amp * np.exp(-0.5 * ((rows - center) * FWHM_PER_SIGMA / fwhm) ** 2)
+    return float(np.max(np.abs(np.diff(y[lo:hi])))), float(np.max(np.abs(np.diff(model))))
+
+
+def detect_targets(data, max_targets: int = 3, background_threshold: float = 1.0, model: str = "gaussian",
+                   mask=None, spatial_binning=None, min_snr: float = None, min_fwhm_arcsec: float = None,
+                   edge_margin_arcsec: float = None, column_blocks: int = None,
+                   min_block_fraction: float = None) -> TargetSearch:
+    """Point sources along the slit, brightest first, and every rejected candidate with why.
+
+    Candidates. The spatial profile is the median along the dispersion of every row
+    (robust to cosmic rays, emission lines and the source's own spectral shape; masked
+    pixels are left out). Its background is a running median BACKGROUND_WINDOW_ARCSEC
+    wide (keeps slit edges and illumination gradients, drops anything as narrow as a
+    star) and its noise the clipped standard deviation of (profile - background) over
+    the lit rows, floored at the noise a median of that many pixels has (medians of
+    whole ADU are quantised, and their MAD can be 0 on a real low-sky frame). A peak is a
+    candidate when its height above the background exceeds ``background_threshold *
+    DETECTION_SIGMA * noise`` (goodman's knob: a multiplier of the detection level).
+    Each is measured by fitting `model` ('gaussian' | 'moffat') to the
+    background-subtracted median profile of the central eighth of the columns, so
+    ``center`` is its row at the middle column and ``fwhm`` its width there.
+
+    Why more than the detection level: the median of thousands of columns has so little
+    noise that anything systematic is "significant": a slit edge, a flat-field
+    residual, a bad row. So a candidate is a target only if it passes, in this order:
+
+    * ``outside_slit``/``slit_edge``: its centre lies inside an illuminated run of the
+      slit (see _slit_runs) and at least `edge_margin_arcsec` from the run's ends (the
+      slit's edges, or the frame's where the slit runs off it): the background drops
+      there and the edge itself makes peaks, and a star that close has no sky beside it.
+    * ``narrow``/``wide``: FWHM at least `min_fwhm_arcsec` (the best seeing at SOAR)
+      in rows at `spatial_binning` (0.15"/px unbinned, both cameras), and at most half
+      the background window. Noise peaks and single bad rows are ~0.6 px wide. Unknown
+      binning (None) is taken as the coarsest (3), which never rejects a real star.
+    * ``steep``: no step between adjacent rows much steeper than the fitted profile has
+      (STEEP_FACTOR): a band of bad rows is as wide as a star but has a flat top between
+      cliffs, which no seeing makes.
+    * ``snr``: S/N per column at least `min_snr`. It is the S/N of the source summed over
+      the extraction aperture (+-1.5 FWHM, extract's default) in one column: the median
+      over column blocks of that sum, over the noise of one column's sum measured from
+      the frame itself (differences of neighbouring columns in the aperture rows: sky,
+      source and read noise, no gain needed). We chose this over the S/N of the
+      integrated profile (which grows with the number of columns and so is huge for
+      any systematic feature) because it is the S/N the extracted spectrum will have
+      (its median, as TargetSpectrum.summary reports it) and does not depend on the
+      binning or the length of the spectrum; it is known before tracing, and a source
+      below ~3 per column cannot be traced in 5-column bins anyway (trace_target).
+    * ``blocks``: seen (block S/N >= BLOCK_MIN_SNR) in at least `min_block_fraction` of
+      `column_blocks` independent blocks of columns: a source's continuum spans the
+      spectrum, a bad row segment or a defect does not.
+
+    Candidates that are the same source as a brighter one (a shoulder, centres closer
+    than a FWHM), that fail to fit, or that pass but are beyond the `max_targets`
+    brightest are reported too; only the MAX_CANDIDATES highest peaks are examined, the
+    number of others is counted. Knob defaults (None) are the module's TARGET_* constants.
     """
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-    if max_targets < 1:
-        return []
+    min_snr = TARGET_MIN_SNR if min_snr is None else float(min_snr)
+    min_fwhm_arcsec = TARGET_MIN_FWHM_ARCSEC if min_fwhm_arcsec is None else float(min_fwhm_arcsec)
+    edge_margin_arcsec = SLIT_EDGE_MARGIN_ARCSEC if edge_margin_arcsec is None else float(edge_margin_arcsec)
+    column_blocks = TARGET_COLUMN_BLOCKS if column_blocks is None else int(column_blocks)
+    min_block_fraction = TARGET_MIN_BLOCK_FRACTION if min_block_fraction is None else float(min_block_fraction)
+    binning = _binning(spatial_binning)
+    scale = plate_scale(binning)
+    min_fwhm = min_fwhm_arcsec / scale
+    margin = edge_margin_arcsec / scale
+    window = _window_rows(spatial_binning)
+    max_fwhm = window / 2.0
     arr = _nan_bad(data, mask)
     nrows, ncols = arr.shape
+    if not np.isfinite(arr).any():
+        return TargetSearch((), (), (), min_fwhm, margin)
     profile = _nanmedian(arr, axis=1)
-    half = max(ncols // 16, 25)
-    mid = ncols // 2
-    central = _nanmedian(arr[:, max(mid - half, 0):mid + half + 1], axis=1)
-    resid = profile - _background(profile)
-    noise = _mad_sigma(resid)
+    bg = _background(profile, window)
+    resid = profile - bg
+    # The noise a median of n pixels has (1.2533 sigma/sqrt(n)), from the pixels' own
+    # noise, plus that of its rounding when the pixels are whole ADU (a median then moves
+    # in 0.5 ADU steps): a floor under the MAD of medians, which such quantised profiles
+    # make 0 (everything would be hidden) or smaller than their steps (every step a peak).
+    sample = np.unique(np.linspace(0, nrows - 1, min(nrows, 64)).astype(int))
+    pix_sigma = _row_pixel_sigma(arr, sample)
+    quantum2 = _median_quantum(arr[sample]) ** 2 / 12.0  # variance of rounding a median
+    n_good = np.maximum(np.isfinite(arr[sample]).sum(axis=1), 1)
+    runs = _slit_runs(bg, max(SLIT_MIN_CONTRAST * _finite_median(1.2533 * pix_sigma / np.sqrt(n_good)),
+                              SLIT_MIN_STEP * _finite_median(pix_sigma)))
+    lit = np.zeros(nrows, dtype=bool)
+    for lo, hi in runs:
+        lit[int(np.ceil(lo)):int(np.floor(hi)) + 1] = True
+    use = lit if lit.sum() > 10 else np.ones(nrows, dtype=bool)
+    sigma_lit = _finite_median(pix_sigma[use[sample]] if use[sample].any() else pix_sigma)
+    sigma_lit = sigma_lit if np.isfinite(sigma_lit) else 0.0
+
+    def median_noise(values: np.ndarray, n: int) -> float:
+        """Noise of a profile of medians of n pixels over the lit rows, floored."""
+        return _clipped_sigma(values[use], float(np.sqrt((1.2533 * sigma_lit) ** 2 / max(n, 1) + quantum2)))
+
+    noise = median_noise(resid, ncols)
     if not np.isfinite(noise) or noise <= 0:
-        return []
+        return TargetSearch((), (), tuple(runs), min_fwhm, margin)
     level = float(background_threshold) * DETECTION_SIGMA * noise
     r = np.nan_to_num(resid, nan=0.0)
     peaks, _ = signal.find_peaks(r, height=level, distance=3)
     if peaks.size == 0:
-        return []
-    c_resid = np.nan_to_num(central - _background(central), nan=0.0)
+        return TargetSearch((), (), tuple(runs), min_fwhm, margin)
     peaks = peaks[np.argsort(r[peaks])[::-1]]
-    out: List[Target] = []
+    unexamined = max(peaks.size - MAX_CANDIDATES, 0)
+    peaks = peaks[:MAX_CANDIDATES]
+
+    half = max(ncols // 16, 25)
+    mid = ncols // 2
+    central = _nanmedian(arr[:, max(mid - half, 0):mid + half + 1], axis=1)
+    c_resid = central - _background(central, window)
+    c_noise = median_noise(c_resid, 2 * half + 1)
+    c_resid = np.nan_to_num(c_resid, nan=0.0)
+    nb = int(np.clip(column_blocks, 1, max(ncols // 8, 1)))
+    block_edges = np.linspace(0, ncols, nb + 1).astype(int)
+    blocks = _bin_medians(arr, block_edges)
+    y_blocks = np.empty_like(blocks)
+    sig_blocks = np.empty(nb)
+    for k in range(nb):
+        yk = blocks[:, k] - _background(blocks[:, k], window)
+        sig_blocks[k] = median_noise(yk, int(block_edges[k + 1] - block_edges[k]))
+        y_blocks[:, k] = np.nan_to_num(yk, nan=0.0)
+    need_blocks = int(np.ceil(min_block_fraction * nb - 1e-9))
+
     rows_all = np.arange(nrows, dtype=float)
+    nan = float("nan")
+    accepted: List[Target] = []
+    rejected: List[Rejection] = []
+    seen: List[Tuple[float, float]] = []  # (center, fwhm) of every candidate measured so far
     for p in peaks:
         guess = _half_max_width(r, int(p))
         w = int(max(np.ceil(3 * guess), 8))
@@ -225,16 +581,77 @@ def find_targets(data, max_targets: int = 3, background_threshold: float = 1.0, 
         try:
             center, fwhm, amp = _fit_profile(rows_all[lo:hi], c_resid[lo:hi], float(p), float(c_resid[p]),
                                              guess, model)
-        except Exception:  # a fit that does not converge is not a target
+            ok = np.isfinite(center) and np.isfinite(fwhm) and lo <= center <= hi - 1 and amp > 0 and fwhm > 0
+        except Exception:  # judged below: a fit that does not converge is not a target
+            ok = False
+        if not ok:
+            rejected.append(Rejection(float(p), nan, float(r[p]), nan, "fit",
+                                      f"the {model} profile fit did not converge on a positive peak"))
             continue
-        if not (np.isfinite(center) and lo <= center <= hi - 1 and 0.5 <= fwhm <= BACKGROUND_WINDOW / 2
-                and amp > 0):
+        twin = next((c for c, f in seen if abs(center - c) < max(fwhm, f)), None)
+        if twin is not None:
+            rejected.append(Rejection(center, fwhm, amp, nan, "duplicate",
+                                      f"the same source as the brighter candidate at row {twin:.1f}"))
             continue
-        if any(abs(center - t.center) < max(fwhm, t.fwhm) for t in out):
-            continue  # the same source seen twice (e.g. a shoulder)
-        out.append(Target(center=center, fwhm=fwhm, amplitude=amp, model=model))
-    out.sort(key=lambda t: t.amplitude, reverse=True)
-    return out[:max_targets]
+        seen.append((center, fwhm))
+        h = max(1.5 * fwhm, 1.0)
+        flux_b, snr_b = _walk_blocks(y_blocks, sig_blocks, center, fwhm, h)
+        ap_rows = np.arange(max(int(np.floor(center - h)), 0), min(int(np.ceil(center + h)) + 1, nrows))
+        wts = _overlap(ap_rows.astype(float), center - h, center + h)
+        col_noise = float(np.sqrt(np.nansum(wts ** 2 * _row_pixel_sigma(arr, ap_rows) ** 2)))
+        snr = _finite_median(flux_b) / col_noise if col_noise > 0 else nan
+        n_seen = int(np.sum(snr_b >= BLOCK_MIN_SNR))
+        fails: List[Tuple[str, str]] = []
+        inside = [(a, b) for a, b in runs if a <= center <= b] if runs else [(-0.5, nrows - 0.5)]
+        if not inside:
+            spans = ", ".join(f"{a:.1f}-{b:.1f}" for a, b in runs)
+            fails.append(("outside_slit", f"outside the illuminated part of the slit (rows {spans})"))
+        else:
+            a, b = inside[0]
+            dist, edge = min((center - a, a), (b - center, b))
+            if dist < margin:
+                what = "frame's edge" if edge in (-0.5, nrows - 0.5) else "slit edge"
+                fails.append(("slit_edge", f"{dist:.1f} px from the {what} at row {edge:.1f} "
+                                           f"(margin {margin:.1f} px = {edge_margin_arcsec:g}\")"))
+        if fwhm < min_fwhm:
+            fails.append(("narrow", f"FWHM {fwhm:.2f} px is narrower than the seeing allows at spatial binning "
+                                    f"{binning} (min {min_fwhm:.2f} px = {min_fwhm_arcsec:g}\")"))
+        if fwhm > max_fwhm:
+            fails.append(("wide", f"FWHM {fwhm:.2f} px is wider than a point source (max {max_fwhm:.1f} px)"))
+        jump, allowed = _steepness(c_resid, center, fwhm, amp)
+        if jump > STEEP_FACTOR * allowed + STEEP_NOISE_SIGMA * np.sqrt(2.0) * c_noise:
+            fails.append(("steep", f"edges steeper than the seeing allows: a jump of {jump / amp:.0%} of the peak "
+                                   f"between adjacent rows where a profile {fwhm:.2f} px wide has at most "
+                                   f"{allowed / amp:.0%} (a band of bad rows, not a star)"))
+        if not snr >= min_snr:
+            fails.append(("snr", f"S/N {snr:.1f} per column is below {min_snr:g}"))
+        if n_seen < need_blocks:
+            fails.append(("blocks", f"seen in only {n_seen} of {nb} column blocks (needs {need_blocks}): "
+                                    f"a source's continuum spans the spectrum, a bad row or defect does not"))
+        if fails:
+            rejected.append(Rejection(center, fwhm, amp, snr, fails[0][0], "; ".join(m for _, m in fails)))
+            continue
+        accepted.append(Target(center=center, fwhm=fwhm, amplitude=amp, model=model, snr=snr))
+    accepted.sort(key=lambda t: t.amplitude, reverse=True)
+    keep = max(int(max_targets), 0)
+    for t in accepted[keep:]:
+        rejected.append(Rejection(t.center, t.fwhm, t.amplitude, t.snr, "max_targets",
+                                  f"a real source, but fainter than the {keep} brightest (max_targets)"))
+    return TargetSearch(tuple(accepted[:keep]), tuple(rejected), tuple(runs), min_fwhm, margin, unexamined)
+
+
+def find_targets(data, max_targets: int = 3, background_threshold: float = 1.0, model: str = "gaussian",
+                 mask=None, spatial_binning=None, min_snr: float = None, min_fwhm_arcsec: float = None,
+                 edge_margin_arcsec: float = None, column_blocks: int = None,
+                 min_block_fraction: float = None) -> List[Target]:
+    """The targets of detect_targets (brightest first, at most `max_targets`) without
+    the rejected candidates; see detect_targets for every argument. Pass
+    `spatial_binning` (the second number of CCDSUM): without it the seeing limit is
+    that of the coarsest binning."""
+    return list(detect_targets(data, max_targets=max_targets, background_threshold=background_threshold,
+                               model=model, mask=mask, spatial_binning=spatial_binning, min_snr=min_snr,
+                               min_fwhm_arcsec=min_fwhm_arcsec, edge_margin_arcsec=edge_margin_arcsec,
+                               column_blocks=column_blocks, min_block_fraction=min_block_fraction).targets)
 
 
 # ---------------------------------------------------------------------------- trace
