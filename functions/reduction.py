@@ -25,8 +25,9 @@ from functions.api.chalicelib.index import (
 )
 from functions import spectroscopy
 from functions.core import calibrations as cal
+from functions.core.calibrations import compare_setup, rank_calibrations, setup_of
 from functions.core.ccd import Frame, put_name
-from functions.core.masters import make_master_bias, make_master_flat
+from functions.core.masters import _prepare, make_master_bias, make_master_flat
 from functions.core.preview import png_preview
 from functions.core.reduce import Calibrations, ReductionSettings, UnsupportedFrame, reduce_frame
 from functions.products import put_file_product, put_product, read_fits, stem_of
@@ -173,13 +174,49 @@ def handle_task(task: Dict[str, Any], services, config: ReductionConfig) -> None
 # ---- masters ------------------------------------------------------------------------
 def _members(kind: str, night: str, group: str, services) -> List[Dict[str, Any]]:
     # Only reducible frames are `indexed` (ingest marks the others `unsupported`).
-    return [f for f in iter_all_files(services.index, night, kind)
-            if f.get("status") == STATUS_INDEXED and cal.group_of(kind, f) == group]
+    members = [f for f in iter_all_files(services.index, night, kind)
+               if f.get("status") == STATUS_INDEXED and cal.group_of(kind, f) == group]
+    # A master is combined from one raw shape: should two of Goodman's spectroscopic ROIs
+    # share a group name (full frame and ZZ Ceti at one readout), the shape with the most
+    # frames is used (ties: the most rows); frames of the other shape are reduced without
+    # that master and say why (reduce_frame compares shapes).
+    shapes: Dict[Any, int] = {}
+    for f in members:
+        shape = (f.get("naxis2"), f.get("naxis1"))
+        shapes[shape] = shapes.get(shape, 0) + 1
+    if len(shapes) > 1:
+        keep = max(shapes, key=lambda s: (shapes[s], s[0] or 0, s[1] or 0))
+        log.warning("%s %s on %s mixes raw shapes %s: using the %s frames", kind, group, night, shapes, keep)
+        members = [f for f in members if (f.get("naxis2"), f.get("naxis1")) == keep]
+    return members
 
 
 def find_master(kind: str, group: str, night: str, services, config: ReductionConfig) -> Optional[Dict[str, Any]]:
     candidates = services.index.masters(kind, group, cal.window_start(night, config.window_days), night)
     return cal.choose_master(candidates, night)
+
+
+def find_flat(item: Dict[str, Any], services, config: ReductionConfig):
+    """(master flat, notes): the frame's own configuration's master when there is one in
+    the window; else, when `flat_other_slits`, one of a configuration that differs only
+    in the slit width (the same pixels, the same long slit: `calibrations.CRITERIA`),
+    the nearest in time, with a note saying so."""
+    exact = find_master(cal.FLAT, cal.flat_group(item), item["night"], services, config)
+    if exact is not None or not config.settings.flat_other_slits:
+        return exact, []
+    tol = float(config.settings.calibration_angle_tolerance)
+    nights = [item["night"]] + [cal.window_start(item["night"], k) for k in range(1, config.window_days + 1)]
+    for night in nights:
+        entries = [e for e in iter_all_files(services.index, night, "MASTER_FLAT") if e.get("setup")]
+        groups = {e["configuration"]: e for e in entries if e.get("configuration") != cal.flat_group(item)}
+        fitting = [(e, notes) for e, notes in rank_calibrations("FLAT", item, [
+            {**e["setup"], "night": e["night"], "file_name": e["file_name"], "configuration": e["configuration"]}
+            for e in groups.values()], tol)]
+        for candidate, notes in fitting:
+            master = find_master(cal.FLAT, candidate["configuration"], item["night"], services, config)
+            if master is not None:
+                return master, [f"flat {master['file_name']}: {n}" for n in notes]
+    return None, []
 
 
 def load_master(master: Dict[str, Any], services) -> Frame:
@@ -240,11 +277,20 @@ def _build_master(kind, group, night, members, bias, services, config) -> Dict[s
     frames = [read_fits(services.s3, m["raw_bucket"], m["raw_key"]) for m in members]
     names = [m["file_name"] for m in members]
     name = cal.master_file_name(kind, group, night, len(members))
-    fields: Dict[str, Any] = {"file_name": name, "members": names}
+    fields: Dict[str, Any] = {"file_name": name, "members": names, "setup": setup_of(members[0])}
     if kind == cal.BIAS:
         frame = make_master_bias(frames, names=names)
     else:
         bias_frame = load_master(bias, services) if bias else None
+        trimmed = _prepare(*frames[0])[0].data.shape
+        if bias_frame is not None and bias_frame.data.shape != trimmed:
+            # a bias group shared by two readouts of one binning and gain (full frame and
+            # a window): the master is of the other shape, so this flat is built without it
+            log.warning("master bias %s is %s, the flats %s after trimming: flat %s built without it",
+                        bias["file_name"], bias_frame.data.shape, trimmed, name)
+            fields["bias_skipped"] = (f"master bias {bias['file_name']} is {bias_frame.data.shape}, the flats "
+                                      f"{trimmed} after trimming (another readout)")
+            bias, bias_frame = None, None
         frame, slit = make_master_flat(frames, bias_frame, method=config.settings.flat_normalization,
                                        order=config.settings.flat_normalization_order, names=names)
         if bias:
@@ -269,6 +315,7 @@ def _record_master_entry(kind, night, master, members, services) -> None:
         "status": STATUS_REDUCED, "configuration": members[0].get("configuration"), "camera": members[0].get("camera"),
         "object": f"{len(members)} {kind.lower()} frames", "members": master["members"],
         "slit_section": master.get("slit_section"), "master_bias": master.get("master_bias"),
+        "setup": master.get("setup"),
         "products": master["products"], "raw_bucket": master["bucket"], "raw_key": master["key"],
     })
 
@@ -282,13 +329,27 @@ def trigger_dependents(kind: str, night: str, group: str, services) -> None:
         for flat in sorted(flat_groups):
             send_task(services, {"task": "master", "kind": cal.FLAT, "night": night, "group": flat})
     used = "master_bias" if kind == cal.BIAS else "master_flat"
+    setup = None
     for obstype in cal.REDUCED_TYPES:
         for f in iter_all_files(services.index, night, obstype):
-            if f.get("status") in (STATUS_UNSUPPORTED, STATUS_FAILED) or cal.group_of(kind, f) != group:
+            if f.get("status") in (STATUS_UNSUPPORTED, STATUS_FAILED):
                 continue
             current = (f.get("calibrations") or {}).get(used)
-            if current is None or current.get("night") != night:
-                send_task(services, {"task": "reduce", "file_id": f["file_id"]})
+            if cal.group_of(kind, f) == group:
+                if current is None or current.get("night") != night or group not in current["file_name"]:
+                    send_task(services, {"task": "reduce", "file_id": f["file_id"]})
+            elif kind == cal.FLAT and current is None:
+                # a flat through another slit may serve it (find_flat decides)
+                setup = setup or _group_setup(night, group, services)
+                if setup and compare_setup("FLAT", f, setup)[0]:
+                    send_task(services, {"task": "reduce", "file_id": f["file_id"]})
+
+
+def _group_setup(night: str, group: str, services) -> Optional[Dict[str, Any]]:
+    for f in iter_all_files(services.index, night, cal.FLAT):
+        if cal.flat_group(f) == group:
+            return setup_of(f)
+    return None
 
 
 # ---- frames ---------------------------------------------------------------------------
@@ -305,7 +366,7 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None
     already was reduced with exactly those (a duplicate event, a redundant task)."""
     settings, night = config.settings, item["night"]
     bias = None if settings.ignore_bias else find_master(cal.BIAS, cal.bias_group(item), night, services, config)
-    flat = None if settings.ignore_flats else find_master(cal.FLAT, cal.flat_group(item), night, services, config)
+    flat, master_notes = (None, []) if settings.ignore_flats else find_flat(item, services, config)
     wanted = {"master_bias": _calibration_ref(bias), "master_flat": _calibration_ref(flat)}
     if item.get("status") == STATUS_REDUCED and item.get("calibrations") == wanted:
         return
@@ -321,7 +382,7 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None
     products = [p for p in item.get("products", []) if p["kind"] == "header"]
     try:
         if item["obstype"] == "OBJECT" and settings.cosmic_ray_rejection != "none":
-            _quicklook(item, data, header, calibs, settings, products, services)
+            _quicklook(item, data, header, calibs, config, products, services)
         frame, report = reduce_frame(data, header, item["obstype"], item["camera"], _binning(item), calibs, settings)
     except UnsupportedFrame as exc:
         services.index.update_file(item["file_id"], {"status": STATUS_UNSUPPORTED, "error": str(exc)})
@@ -338,6 +399,7 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None
     fields = {
         "status": STATUS_REDUCED, "error": None, "products": products, "calibrations": wanted,
         "reduced_file_name": reduced_name, "reduction": _jsonable(report), "waiting_for": waiting,
+        "master_notes": master_notes,
     }
     extracted = None
     if report["obstype"] == "OBJECT":
@@ -353,7 +415,7 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None
     if report["obstype"] == "OBJECT":
         spectroscopy.calibrate({**item, **fields}, services, config, extracted)
     elif report["obstype"] == "COMP":
-        spectroscopy.lamp_reduced({**item, **fields}, services)
+        spectroscopy.lamp_reduced({**item, **fields}, services, config)
 
 
 def _raw_preview(item, data, services) -> Dict[str, Any]:
@@ -361,17 +423,17 @@ def _raw_preview(item, data, services) -> Dict[str, Any]:
     return put_file_product(services, item, name, "preview_raw", png_preview(data), "image/png")
 
 
-def _quicklook(item, data, header, calibs, settings, products, services) -> None:
+def _quicklook(item, data, header, calibs, config, products, services) -> None:
     """Cosmic-ray cleaning is most of a science frame's reduction time (about 2 s of
     CPU for a 2x2 frame). Observers first get the frame reduced without it, as a
     preview, within a fraction of a second; the clean product follows."""
     quick, report = reduce_frame(data, header, item["obstype"], item["camera"], _binning(item), calibs,
-                                 replace(settings, cosmic_ray_rejection="none"))
+                                 replace(config.settings, cosmic_ray_rejection="none"))
     products.append(_raw_preview(item, data, services))
     products.append(put_file_product(services, item, report["prefix"] + stem_of(item["file_name"]) + "_quicklook.png",
                                      "quicklook", png_preview(quick.data), "image/png"))
     services.index.update_file(item["file_id"], {"status": STATUS_REDUCING, "products": list(products)})
-    spectra = spectroscopy.quicklook_spectra(item, quick, services, settings)
+    spectra = spectroscopy.quicklook_spectra(item, quick, services, config)
     if spectra:
         products.extend(spectra)
         services.index.update_file(item["file_id"], {"products": list(products)})

@@ -7,22 +7,30 @@ only the extracted spectra (small `ecfzst_` products), the traces (in the index)
 the lamp. So a lamp that arrives after its science frames costs each of them a
 fraction of a second, not a second 2-D reduction with cosmic-ray cleaning.
 
-Which lamp: the reduced lamp of the same night and configuration nearest in time
-(`calibrations.choose_lamp`). A nearer lamp reduced later replaces it; a science
-frame with no lamp yet says so in `waiting_for` and `wavelength_error`.
+Which lamp: a reduced lamp whose setup fits the frame (`calibrations.CRITERIA`: same
+camera, grating, angles and blocking filter; binning, slit, ROI and WAVMODE may
+differ, and the solution is then mapped onto the frame's pixels), of the same night,
+exact matches first, then the nearest in time; with none that night, the nearest
+earlier night's within the calibration window, corrected with the sky lines. A better
+lamp reduced later replaces it. Every OBJECT frame carries a top-level
+`spectra_status` (calibrated, partly_calibrated, not_calibrated, waiting_for_lamp,
+no_targets) with `spectra_reason` and `spectra_fix`, and `calibration_notes` lists
+what differed between the frame and the calibrations it used.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from functions.api.chalicelib.index import STATUS_FAILED, STATUS_REDUCED, STATUS_UNSUPPORTED, iter_all_files
-from functions.core.calibrations import choose_lamp
+from functions.core.calibrations import compare_setup, rank_calibrations, setup_of
 from functions.core.plot import spectrum_png
 from functions.core.spectra import (calibrate_target, calibrated_fits, central_lamp_spectrum, extract_targets,
-                                    extracted_fits, lamp_spectrum, solve_target, trace_from_summary)
+                                    extracted_fits, lamp_spectrum_for, solve_target, trace_from_summary)
 from functions.products import put_file_product, read_fits, read_fits_hdus, stem_of
 from functions.services import send_task
 
@@ -64,33 +72,33 @@ def extract(item: Dict[str, Any], frame, prefix: str, services, settings) -> Tup
     return fields, products, extracted
 
 
-def quicklook_spectra(item: Dict[str, Any], quick, services, settings) -> List[Dict[str, Any]]:
+def quicklook_spectra(item: Dict[str, Any], quick, services, config) -> List[Dict[str, Any]]:
     """Plots of each target's calibrated spectrum from the frame before cosmic-ray
     cleaning: the observer sees the spectrum about 1.7 s after the file closes, seconds
     before the clean products (a cosmic ray may show as a spike until then). Nothing
     when there is no lamp yet or anything fails: the clean products say why."""
     from functions.core.wavelength import WavelengthFailure
 
-    lamp, _ = find_lamp(item, services)
-    if lamp is None:
+    choice = find_lamp(item, services, config)
+    if choice.lamp is None:
         return []
-    lamp_data, lamp_header = _load_lamp(lamp, services)
-    if lamp_data.shape != quick.data.shape:
-        return []
+    lamp_data, lamp_header = _load_lamp(choice.lamp, services)
+    settings = config.settings
     try:
         spectra, _ = extract_targets(quick.data, quick.mask, quick.header, settings)
     except ValueError:
         return []
     products, stem = [], stem_of(item["file_name"])
     for ts in spectra:
-        lamp_flux = lamp_spectrum(lamp_data, ts.trace, ts.spectrum.aperture)
+        lamp_flux, _ = lamp_spectrum_for(lamp_data, lamp_header, quick.header, ts.trace, ts.spectrum.aperture)
         try:
-            _, _, solution = solve_target(quick.header, ts.spectrum.sky, lamp_flux, lamp_header, settings)
+            _, _, solution = solve_target(quick.header, ts.spectrum.sky, lamp_flux, lamp_header, settings,
+                                          ts.spectrum.flux.size)
         except WavelengthFailure:  # the clean products will say why
             continue
         good = np.isfinite(ts.spectrum.flux)  # a plot needs no resampling: flux at each column's wavelength
         title = (f"QUICKLOOK {item.get('object') or stem}  target {ts.number}  ({item['file_name']}, "
-                 f"lamp {lamp['file_name']}; cosmic rays not yet cleaned)")
+                 f"lamp {choice.lamp['file_name']}; cosmic rays not yet cleaned)")
         plot = spectrum_png(solution.wavelength(np.flatnonzero(good)), ts.spectrum.flux[good], title)
         products.append(put_file_product(services, item, f"{stem}_target_{ts.number}_quicklook_spectrum.png",
                                          QUICKLOOK_SPECTRUM, plot, "image/png"))
@@ -98,29 +106,69 @@ def quicklook_spectra(item: Dict[str, Any], quick, services, settings) -> List[D
 
 
 # ---- calibration ------------------------------------------------------------------
-def _lamp_ref(lamp: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
-    """What a calibration depends on: the lamp and the calibrations of its reduction."""
+@dataclass
+class LampChoice:
+    """The lamp for a science frame, what differs from the frame, and what is on its way."""
+
+    lamp: Optional[Dict[str, Any]] = None
+    notes: List[str] = field(default_factory=list)
+    pending: int = 0
+    nights_searched: List[str] = field(default_factory=list)
+
+
+def _lamp_ref(choice: LampChoice) -> Optional[Dict[str, Any]]:
+    """What a calibration depends on: the lamp, the calibrations of its reduction, and
+    the setup it was chosen for."""
+    lamp = choice.lamp
     if lamp is None:
         return None
     reduced = _reduced_product(lamp)
     return {"file_id": lamp["file_id"], "file_name": lamp["file_name"], "date_obs": lamp.get("date_obs"),
-            "reduced_key": reduced["key"] if reduced else None, "calibrations": lamp.get("calibrations")}
+            "night": lamp.get("night"), "reduced_key": reduced["key"] if reduced else None,
+            "calibrations": lamp.get("calibrations"), "setup": setup_of(lamp), "notes": list(choice.notes)}
 
 
 def _reduced_product(item: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     return next((p for p in item.get("products", []) if p.get("kind") == "reduced"), None)
 
 
-def _same_setup(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
-    return a.get("night") == b.get("night") and a.get("configuration") == b.get("configuration")
+def _tolerance(config) -> float:
+    return float(config.settings.calibration_angle_tolerance)
 
 
-def find_lamp(item: Dict[str, Any], services) -> Tuple[Optional[Dict[str, Any]], int]:
-    """(lamp to use, number of lamps of this setup still on their way)."""
-    lamps = [f for f in iter_all_files(services.index, item["night"], "COMP") if _same_setup(f, item)]
-    ready = [f for f in lamps if f.get("status") == STATUS_REDUCED and _reduced_product(f)]
-    pending = sum(1 for f in lamps if f.get("status") not in (STATUS_REDUCED, STATUS_FAILED, STATUS_UNSUPPORTED))
-    return choose_lamp(ready, item.get("date_obs")), pending
+def _earlier_nights(night: str, days: int) -> List[str]:
+    d = date.fromisoformat(night)
+    return [(d - timedelta(days=k)).isoformat() for k in range(1, days + 1)]
+
+
+def _ready(f: Dict[str, Any]) -> bool:
+    return f.get("status") == STATUS_REDUCED and _reduced_product(f) is not None
+
+
+def find_lamp(item: Dict[str, Any], services, config) -> LampChoice:
+    """The lamp to use: see the module docstring."""
+    tol = _tolerance(config)
+    lamps = list(iter_all_files(services.index, item["night"], "COMP"))
+    fitting = [f for f in lamps if compare_setup("COMP", item, f, tol)[0]]
+    pending = sum(1 for f in fitting if f.get("status") not in (STATUS_REDUCED, STATUS_FAILED, STATUS_UNSUPPORTED))
+    ranked = rank_calibrations("COMP", item, [f for f in fitting if _ready(f)], tol)
+    if ranked:
+        return LampChoice(ranked[0][0], [f"lamp {ranked[0][0]['file_name']}: {n}" for n in ranked[0][1]], pending)
+    choice = LampChoice(pending=pending, nights_searched=[item["night"]])
+    if pending or not config.settings.lamp_other_nights:
+        return choice
+    for night in _earlier_nights(item["night"], config.window_days):
+        choice.nights_searched.append(night)
+        ranked = rank_calibrations("COMP", item, [f for f in iter_all_files(services.index, night, "COMP")
+                                                  if _ready(f)], tol)
+        if ranked:
+            lamp, notes = ranked[0]
+            choice.lamp = lamp
+            choice.notes = ([f"lamp {lamp['file_name']} from night {night}: no compatible lamp on {item['night']}; "
+                             f"corrected with the sky lines where they are measurable"]
+                            + [f"lamp {lamp['file_name']}: {n}" for n in notes])
+            return choice
+    return choice
 
 
 def _load_lamp(lamp: Dict[str, Any], services):
@@ -152,11 +200,57 @@ def _waiting(item: Dict[str, Any], lamp_missing: bool) -> List[str]:
     return waiting + [LAMP_WAIT] if lamp_missing else waiting
 
 
-def _no_lamp_reason(item: Dict[str, Any], pending: int) -> str:
-    if pending:
-        return f"waiting for {pending} comparison lamp(s) of this configuration still being reduced"
-    return (f"no comparison lamp of configuration {item.get('configuration')} on night {item['night']} yet: "
-            "the spectrum is calibrated as soon as one arrives")
+def _no_lamp_reason(item: Dict[str, Any], choice: LampChoice) -> str:
+    if choice.pending:
+        return f"waiting for {choice.pending} comparison lamp(s) of this setup still being reduced"
+    where = (f"on night {item['night']} or the {len(choice.nights_searched) - 1} nights before"
+             if len(choice.nights_searched) > 1 else f"on night {item['night']}")
+    return (f"no comparison lamp fits this setup (camera {item.get('camera')}, grating {item.get('grating')}, "
+            f"mode {item.get('mode')}, filter {item.get('filter2')}) {where} yet: the spectrum is calibrated as "
+            f"soon as one arrives")
+
+
+#: What would fix a refusal, by what the reason says (first match wins).
+_FIXES = (
+    ("comparison lamp", "take a comparison lamp with the same grating, angles and blocking filter (any binning or "
+                        "slit will do)"),
+    ("RMS", "check the lamp exposure (saturated or faint lines); wavelength_max_rms_pixels sets the limit"),
+    ("brightest lamp lines", "check GRT_ANG/CAM_ANG and the lamp keywords (LAMP_*) in the header"),
+    ("NIST line list", "name the lamp in OBJECT or the LAMP_* keywords"),
+    ("lines detected", "a longer lamp exposure: too few lines stand above the noise"),
+    ("lines identified", "check GRT_ANG/CAM_ANG and the lamp keywords; a longer lamp exposure may help"),
+    ("no lines/mm", "the header lacks GRATING or the grating angles"),
+)
+
+
+def _fix_for(reason: Optional[str]) -> Optional[str]:
+    text = reason or ""
+    return next((fix for key, fix in _FIXES if key in text), None)
+
+
+def spectra_status(item: Dict[str, Any], spectra: List[Dict[str, Any]], lamp_reason: Optional[str] = None
+                   ) -> Dict[str, Any]:
+    """The frame's top-level spectra fields: whether its spectra are calibrated, why
+    not, and what would fix it, so the answer is where users look first."""
+    if not spectra:
+        notes = item.get("spectra_notes") or []
+        reason = "; ".join(notes) or "no target found on the slit"
+        return {"spectra_status": "no_targets", "spectra_reason": reason,
+                "spectra_fix": "check the exposure and the pointing; background_threshold and the target settings "
+                               "set what counts as a target"}
+    if lamp_reason is not None:
+        return {"spectra_status": "waiting_for_lamp", "spectra_reason": lamp_reason, "spectra_fix": _fix_for(lamp_reason)}
+    done = [s for s in spectra if s.get("wavelength")]
+    errors = [f"target {s['number']}: {s.get('wavelength_error')}" for s in spectra if not s.get("wavelength")]
+    if len(done) == len(spectra):
+        return {"spectra_status": "calibrated", "spectra_reason": None, "spectra_fix": None}
+    first = next((s.get("wavelength_error") for s in spectra if not s.get("wavelength")), None)
+    state = "partly_calibrated" if done else "not_calibrated"
+    return {"spectra_status": state, "spectra_reason": "; ".join(errors), "spectra_fix": _fix_for(first)}
+
+
+def _calibration_notes(item: Dict[str, Any], lamp_notes: List[str]) -> List[str]:
+    return list(item.get("master_notes") or []) + list(lamp_notes)
 
 
 def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extracted] = None) -> None:
@@ -166,44 +260,51 @@ def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extrac
     lamp (same lamp, same reduction of it), unless fresh spectra are handed in."""
     spectra = [dict(s) for s in item.get("spectra") or []]
     if not spectra:
+        services.index.update_file(item["file_id"], {**spectra_status(item, spectra),
+                                                     "calibration_notes": _calibration_notes(item, [])})
         return
-    lamp, pending = find_lamp(item, services)
-    ref = _lamp_ref(lamp)
+    choice = find_lamp(item, services, config)
+    ref = _lamp_ref(choice)
     if extracted is None and item.get("lamp") == ref and ref is not None:
         return
     kept = [p for p in item.get("products", []) if p.get("kind") not in CALIBRATED_KINDS]
-    if lamp is None:
-        reason = _no_lamp_reason(item, pending)
+    if choice.lamp is None:
+        reason = _no_lamp_reason(item, choice)
         for s in spectra:
             s.update(wavelength=None, wavelength_error=reason)
-        services.index.update_file(item["file_id"], {"spectra": spectra, "products": kept, "lamp": None,
-                                                     "waiting_for": _waiting(item, True)})
+        services.index.update_file(item["file_id"], {
+            "spectra": spectra, "products": kept, "lamp": None, "waiting_for": _waiting(item, True),
+            "calibration_notes": _calibration_notes(item, []), **spectra_status(item, spectra, reason)})
         return
+    lamp = choice.lamp
     lamp_data, lamp_header = _load_lamp(lamp, services)
     extracted = extracted if extracted is not None else _read_extracted(item, services)
     new: List[Dict[str, Any]] = []
+    mapping_notes: List[str] = []
     for s in spectra:
-        s.update(_calibrate_one(item, s, lamp, lamp_data, lamp_header, extracted, services, config, new))
-    services.index.update_file(item["file_id"], {"spectra": spectra, "products": kept + new, "lamp": ref,
-                                                 "waiting_for": _waiting(item, False)})
+        s.update(_calibrate_one(item, s, choice, lamp_data, lamp_header, extracted, services, config, new,
+                                mapping_notes))
+    lamp_notes = list(dict.fromkeys(choice.notes + mapping_notes))
+    services.index.update_file(item["file_id"], {
+        "spectra": spectra, "products": kept + new, "lamp": ref, "waiting_for": _waiting(item, False),
+        "calibration_notes": _calibration_notes(item, lamp_notes), **spectra_status(item, spectra)})
     log.info("calibrated %s with %s: %s", item["file_name"], lamp["file_name"],
              ", ".join(f"#{s['number']} " + (f"rms {s['wavelength']['rms_pixels']:.3f} px" if s.get("wavelength")
                                               else f"failed ({s.get('wavelength_error')})") for s in spectra))
 
 
-def _calibrate_one(item, s, lamp, lamp_data, lamp_header, extracted, services, config, new) -> Dict[str, Any]:
-    shape = item.get("spectra_shape")
-    if shape and list(lamp_data.shape) != list(shape):
-        return {"wavelength": None, "wavelength_error": (
-            f"lamp {lamp['file_name']} is {lamp_data.shape[0]}x{lamp_data.shape[1]} after reduction, the frame "
-            f"{shape[0]}x{shape[1]}: they were not reduced with the same slit section")}
+def _calibrate_one(item, s, choice, lamp_data, lamp_header, extracted, services, config, new,
+                   mapping_notes) -> Dict[str, Any]:
+    lamp = choice.lamp
     if s["number"] not in extracted:
         return {"wavelength": None, "wavelength_error": "extracted spectrum not found"}
-    lamp_flux = lamp_spectrum(lamp_data, trace_from_summary(s), s["aperture_rows"])
     flux, variance, header, sky = extracted[s["number"]]
+    lamp_flux, notes = lamp_spectrum_for(lamp_data, lamp_header, header, trace_from_summary(s), s["aperture_rows"])
+    mapping_notes.extend(f"lamp {lamp['file_name']}: {n}" for n in notes if n not in mapping_notes)
+    provenance = list(dict.fromkeys(choice.notes + [f"lamp {lamp['file_name']}: {n}" for n in notes]))
     try:
         done = calibrate_target(flux, variance, header, sky, lamp_flux, lamp_header, config.settings,
-                                lamp["file_name"])
+                                lamp["file_name"], provenance)
     except ValueError as exc:  # WavelengthFailure, or nothing finite to resample
         return {"wavelength": None, "wavelength_error": f"lamp {lamp['file_name']}: {exc}"}
     n, stem = s["number"], stem_of(item["file_name"])
@@ -219,6 +320,7 @@ def _calibrate_one(item, s, lamp, lamp_data, lamp_header, extracted, services, c
                                 _lamp_plot(lamp["file_name"], done.solution, done.lamp_wavelength, done.lamp_flux),
                                 "image/png"))
     summary = _solution_summary(done.science_solution, done.wavelength, lamp["file_name"], done.flexure)
+    summary["lamp_night"] = lamp.get("night")
     return {"wavelength": summary, "wavelength_error": None, "calibrated_file_name": science_name}
 
 
@@ -257,17 +359,37 @@ def solve_lamp(item: Dict[str, Any], frame, prefix: str, services, settings) -> 
 
 
 
-def lamp_reduced(lamp: Dict[str, Any], services) -> int:
+def _serves_better(lamp: Dict[str, Any], f: Dict[str, Any], tol: float) -> bool:
+    """Whether `lamp` now ranks above the lamp science frame `f` was calibrated with."""
+    if not compare_setup("COMP", f, lamp, tol)[0]:
+        return False
+    current = f.get("lamp")
+    if not current:
+        return True
+    if current.get("file_id") == lamp["file_id"]:
+        return True  # the same lamp reduced again (other calibrations): calibrate again
+    known = {**(current.get("setup") or setup_of(f)), "night": current.get("night") or f.get("night"),
+             "date_obs": current.get("date_obs"), "file_name": current.get("file_name"), "file_id": current["file_id"]}
+    best = rank_calibrations("COMP", f, [lamp, known], tol)
+    return bool(best) and best[0][0]["file_id"] == lamp["file_id"]
+
+
+def lamp_reduced(lamp: Dict[str, Any], services, config) -> int:
     """Ask for the calibration of the science frames this lamp now serves best: those
-    with no lamp, a lamp further away in time, or this lamp reduced differently."""
-    sent = 0
-    for f in iter_all_files(services.index, lamp["night"], "OBJECT"):
-        if f.get("status") != STATUS_REDUCED or not f.get("spectra") or not _same_setup(f, lamp):
-            continue
-        current = f.get("lamp")
-        if current and current.get("file_id") != lamp["file_id"]:
-            if choose_lamp([lamp, current], f.get("date_obs"))["file_id"] != lamp["file_id"]:
+    of its night, and of the later nights of the window, with no lamp, a lamp that
+    ranks lower, or this lamp reduced differently."""
+    tol, sent = _tolerance(config), 0
+    nights = [lamp["night"]]
+    if config.settings.lamp_other_nights:
+        d = date.fromisoformat(lamp["night"])
+        nights += [(d + timedelta(days=k)).isoformat() for k in range(1, config.window_days + 1)]
+    for night in nights:
+        for f in iter_all_files(services.index, night, "OBJECT"):
+            if f.get("status") != STATUS_REDUCED or not f.get("spectra"):
                 continue
-        send_task(services, {"task": "calibrate", "file_id": f["file_id"]})
-        sent += 1
+            if night != lamp["night"] and (f.get("lamp") or {}).get("night") == night:
+                continue  # it has a lamp of its own night
+            if _serves_better(lamp, f, tol):
+                send_task(services, {"task": "calibrate", "file_id": f["file_id"]})
+                sent += 1
     return sent

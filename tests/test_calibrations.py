@@ -65,3 +65,89 @@ def test_the_lamp_nearest_in_time_calibrates_a_frame_before_or_after_it():
     # without a time (a header with no DATE-OBS) the choice is still deterministic
     assert cal.choose_lamp([after, before], None) is before
     assert cal.choose_lamp([_lamp("x.fits", None), after], "2024-03-15T01:40:00.000") is after
+
+
+# ------------------------------------------------------------------ which calibrations fit a frame
+def _real(name):
+    from astropy.io import fits
+
+    from functions.core.classify import classify
+
+    from .conftest import FIXTURES
+
+    text = (FIXTURES / "real_headers" / f"{name}.hdr").read_bytes().decode("ascii", "replace")
+    return fits.Header.fromstring(text)
+
+
+def _classified(header, **cards):
+    from functions.core.classify import classify
+
+    h = header.copy()
+    for k, v in cards.items():
+        h[k] = v
+    return classify(h)
+
+
+def test_a_lamp_of_another_binning_slit_roi_and_wavmode_fits_and_says_what_differs():
+    """The real Blue-night case: 930 at custom angles, science 2x2 1.0" 'Custom', arcs 1x2 0.45" '400WD'."""
+    arc_h = _real("jsreding_930_20180203__0274_Fe_ZZCeti_930_blue_long")
+    arc = _classified(arc_h, WAVMODE="400WD")
+    science = _classified(arc_h, OBSTYPE="OBJECT", OBJECT="WD 0123", CCDSUM="2 2", SLIT='1.0" long slit',
+                          WAVMODE="Custom", ROI="Spectroscopic 2x2")
+    assert arc["configuration"] != science["configuration"]
+    ok, notes = cal.compare_setup("COMP", science, arc)
+    assert ok, notes
+    assert notes == ["binning 1x2 vs 2x2", "slit 0.45LS vs 1LS", "roi USER-DEFINED vs SPECTROSCOPIC-2X2",
+                     "wavmode 400WD vs Custom"]
+    # the red arcs of the same afternoon have the GG385 filter: not the same setup
+    red = _classified(_real("jsreding_930_20180203__0277_Fe_ZZCeti_930_red_long"))
+    ok, why = cal.compare_setup("COMP", science, red)
+    assert not ok and "filter2" in why[0]
+
+
+@pytest.mark.parametrize("cards, fits, words", [
+    ({"GRT_ANG": 13.04}, True, None),  # within 0.05 deg
+    ({"GRT_ANG": 13.2}, False, "angles differ by 0.200"),
+    ({"CAM_ANG": 23.8}, False, "angles differ"),
+    ({"GRATING": "SYZY_400"}, False, "grating"),
+    ({"INSTCONF": "Blue"}, False, "camera"),
+])
+def test_angles_within_a_tolerance_and_the_rest_exactly(cards, fits, words):
+    arc_h = _real("jsreding_930_20180203__0274_Fe_ZZCeti_930_blue_long")
+    science = _classified(arc_h, OBSTYPE="OBJECT")
+    ok, notes = cal.compare_setup("COMP", science, _classified(arc_h, **cards))
+    assert ok is fits
+    if words:
+        assert words in notes[0]
+
+
+def test_same_preset_mode_always_agrees():
+    a = {"camera": "RED", "grating": "400", "filter2": "GG455", "mode": "M2", "grt_angle": 7.45, "cam_angle": 16.05}
+    b = {**a, "grt_angle": 7.54, "cam_angle": 16.14}
+    assert cal.compare_setup("COMP", a, b, angle_tolerance=0.05) == (True, [])
+
+
+def test_a_flat_fits_through_another_slit_only():
+    flat_h = _real("jsreding_930_20180203__0040_QuartzFlat_930_blue")
+    flat = _classified(flat_h)
+    science = _classified(flat_h, OBSTYPE="OBJECT", SLIT='0.45" long slit')
+    ok, notes = cal.compare_setup("FLAT", science, flat)
+    assert ok and len(notes) == 1 and notes[0].startswith("slit ")
+    other_binning = _classified(flat_h, OBSTYPE="OBJECT", CCDSUM="3 3")
+    ok, why = cal.compare_setup("FLAT", other_binning, flat)
+    assert not ok and "binning" in why[0]
+
+
+def test_ranking_prefers_the_night_then_exact_then_nearest_in_time():
+    base = {"camera": "RED", "grating": "400", "filter2": "GG455", "mode": "M2", "grt_angle": 7.5, "cam_angle": 16.1,
+            "binning": "2x2", "slit": "1LS", "roi": "SPECTROSCOPIC-2X2", "wavmode": "400 M2"}
+    science = {**base, "night": "2024-03-14", "date_obs": "2024-03-15T02:00:00.000"}
+    near_other_slit = {**base, "slit": "0.45LS", "night": "2024-03-14", "date_obs": "2024-03-15T02:01:00",
+                       "file_name": "a.fits"}
+    far_exact = {**base, "night": "2024-03-14", "date_obs": "2024-03-15T05:00:00", "file_name": "b.fits"}
+    other_night = {**base, "night": "2024-03-13", "date_obs": "2024-03-14T02:00:00", "file_name": "c.fits"}
+    wrong = {**base, "grating": "600", "night": "2024-03-14", "date_obs": "2024-03-15T02:00:00",
+             "file_name": "d.fits"}
+    ranked = cal.rank_calibrations("COMP", science, [other_night, wrong, near_other_slit, far_exact])
+    assert [c["file_name"] for c, _ in ranked] == ["b.fits", "a.fits", "c.fits"]
+    assert ranked[1][1] == ["slit 0.45LS vs 1LS"]

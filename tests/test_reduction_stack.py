@@ -269,3 +269,47 @@ def test_a_quicklook_spectrum_comes_before_the_clean_one_and_gives_way_to_it(sys
     listed = s3.list_objects_v2(Bucket=products_bucket, Prefix=f"{night}/0099_EG21_again/")
     names = [o["Key"].rsplit("/", 1)[1] for o in listed.get("Contents", [])]
     assert "0099_EG21_again_target_1_quicklook_spectrum.png" in names, names
+
+
+def test_a_night_without_a_lamp_is_calibrated_with_the_nearest_earlier_nights_lamp(system, s3, api, sim_night,
+                                                                                 reduced_night):
+    import numpy as np
+
+    from infra.simulator import geometry
+
+    night = "2024-03-18"  # four days after the calibrated night: no lamp, no bias, no flat of its own
+    truth = _truth(sim_night)
+    science = sorted(p for p in sim_night.glob("*.fits") if "EG21" in p.name)
+    ids = _upload(system, s3, night, science)
+    files = _settle(system, api, night)
+    for name in ids:
+        f = files[name]
+        assert f["spectra_status"] == "calibrated" and f.get("spectra_reason") is None, f
+        assert f["lamp"]["night"] == "2024-03-14"
+        assert any("from night 2024-03-14" in n for n in f["calibration_notes"]), f["calibration_notes"]
+        w = f["spectra"][0]["wavelength"]
+        assert w["lamp_night"] == "2024-03-14" and w["rms_pixels"] < 0.1
+        frame_truth = truth[name]["wavelength_solution"]
+        true = np.polynomial.chebyshev.chebval(geometry.column_to_x(
+            np.array([geometry.FIRST_LIT_COL, geometry.LAST_LIT_COL]), frame_truth["shift"]),
+            frame_truth["coefficients"])
+        assert w["range"][0] == pytest.approx(true[0], abs=0.1) and w["range"][1] == pytest.approx(true[1], abs=0.1)
+
+
+def test_real_blue_science_with_no_lamp_at_all_says_so_at_the_top(system, s3, api):
+    """The quickreduce frames (Feige 110, GALEX J0316; Blue, 400 M1, 2x2): no lamp, bias or
+    flat exists for them anywhere, so they are extracted and wait for a lamp, saying why."""
+    from .conftest import SHARED_REAL
+
+    folder = SHARED_REAL / "quickreduce_testdata"
+    if not folder.is_dir():
+        pytest.skip("../shared/data/real/quickreduce_testdata is not here (a clone without ../shared)")
+    night = "2019-11-11"
+    ids = _upload(system, s3, night, sorted(folder.glob("*.fits")))
+    files = _settle(system, api, night, timeout=180)
+    for name in ids:
+        f = files[name]
+        assert f["status"] == "reduced" and f["spectra"], f
+        assert f["spectra_status"] == "waiting_for_lamp", f
+        assert "no comparison lamp fits this setup" in f["spectra_reason"]
+        assert "comparison lamp" in f["spectra_fix"]

@@ -6,11 +6,19 @@ Real Goodman headers spell the same setup many ways (GRATING 'SYZY_400' or
 configuration key is therefore built from normalised values and the grating and
 camera angles, not from WAVMODE, so that frames of one physical setup share a key.
 Every guess is recorded in `notes`, so a surprising classification can be explained.
+
+A bias sees no light: whatever slit mask, grating or WAVMODE the instrument had when
+it was read, it is a spectroscopic bias as long as its readout (raw shape) fits the
+spectroscopic overscan and trim regions. `readout_problem` says when it does not,
+`nonstandard_readout` when its shape is not one of Goodman's spectroscopic ROIs (so
+that masters never mix readouts of different shapes).
 """
 from __future__ import annotations
 
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from .regions import CAMERAS, overscan_section, trim_section
 
 # Goodman's preset wavelength modes: grating lines/mm, mode, camera and grating
 # angles (degrees), blocking filter. Published instrument settings (SOAR's Goodman
@@ -54,6 +62,10 @@ _OBSTYPE_ALIASES = {
 # Comparison-lamp switches and the element names they stand for.
 _LAMP_KEYS = (("LAMP_HGA", "HgAr"), ("LAMP_NE", "Ne"), ("LAMP_AR", "Ar"), ("LAMP_FE", "Fe"), ("LAMP_CU", "Cu"))
 _VENDOR_WORDS = {"SYZY", "KOSI"}
+#: Goodman's spectroscopic readouts, unbinned (columns, rows): the full 'Spectroscopic
+#: NxN' ROI and 'Spectroscopic ZZ Ceti'. Real frames: 2071x948 at 2x2 (quickreduce, the
+#: simulator), 4142x948 at 1x2 (dragons-soar Red), 2071x200 at 2x2 (jsreding 930).
+SPECTROSCOPIC_READOUTS = ((4142, 1896), (4142, 400))
 
 
 def _text(header: Mapping[str, Any], key: str) -> str:
@@ -114,6 +126,60 @@ def normalise_binning(value: str) -> Optional[str]:
     if len(parts) == 2 and all(p.isdigit() for p in parts):
         return f"{parts[0]}x{parts[1]}"
     return None
+
+
+def binning_pair(binning: Optional[str]) -> Optional[Tuple[int, int]]:
+    """'2x2' -> (2, 2) (serial, parallel); None if unknown."""
+    try:
+        serial, parallel = (int(v) for v in str(binning).split("x"))
+    except (TypeError, ValueError):
+        return None
+    return (serial, parallel) if serial > 0 and parallel > 0 else None
+
+
+def raw_shape(info: Mapping[str, Any]) -> Optional[Tuple[int, int]]:
+    """(rows, columns) of the raw data from NAXIS2/NAXIS1; None if unknown."""
+    try:
+        return int(info["naxis2"]), int(info["naxis1"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def readout_problem(info: Mapping[str, Any]) -> Optional[str]:
+    """Why this frame's raw shape does not fit the spectroscopic overscan/trim regions
+    of its camera and binning, or None (it fits, or camera, binning or shape is unknown:
+    other checks say so)."""
+    camera, bins, shape = info.get("camera"), binning_pair(info.get("binning")), raw_shape(info)
+    if camera not in CAMERAS or bins is None or shape is None:
+        return None
+    try:
+        overscan_section(camera, bins, shape)
+        trim_section(camera, bins, shape)
+    except ValueError as exc:
+        return (f"raw shape {shape[1]}x{shape[0]} does not fit the spectroscopic overscan/trim regions of the "
+                f"{camera} camera at {bins[0]}x{bins[1]} ({exc})")
+    return None
+
+
+def nonstandard_readout(info: Mapping[str, Any]) -> Optional[str]:
+    """'COLSxROWS' when the raw shape is known and is not one of Goodman's spectroscopic
+    readouts at this binning (a user-defined ROI), else None."""
+    bins, shape = binning_pair(info.get("binning")), raw_shape(info)
+    if bins is None or shape is None:
+        return None
+    rows, cols = shape
+    if any(cols == c // bins[0] and rows == r // bins[1] for c, r in SPECTROSCOPIC_READOUTS):
+        return None
+    return f"{cols}x{rows}"
+
+
+def _bias_setup_note(header: Mapping[str, Any], info: Mapping[str, Any], usable: bool, problem: Optional[str]) -> str:
+    cards = ", ".join(f"{key} '{_text(header, key)}'" for key in ("SLIT", "GRATING", "WAVMODE", "ROI")
+                      if _text(header, key))
+    how = "without a slit mask" if info["slit"] == "NO_MASK" else "with the imaging setup"
+    if usable:
+        return f"bias taken {how} ({cards}): a bias sees no light, so it is used as a spectroscopic bias"
+    return f"bias taken {how} ({cards}): not usable as a spectroscopic bias: {problem}"
 
 
 def find_mode(lines: Optional[str], cam_angle: Optional[float], grt_angle: Optional[float]) -> Optional[str]:
@@ -181,13 +247,24 @@ def classify(header: Mapping[str, Any]) -> Dict[str, Any]:
     filter2 = normalise_filter(_text(header, "FILTER2"))
     slit = normalise_slit(_text(header, "SLIT"))
     roi = _token(roi_text) or "UNKNOWN-ROI"
+    if obstype == "BIAS" and (technique == "Imaging" or slit == "NO_MASK"):
+        readout = {"camera": camera, "binning": binning, "slit": slit,
+                   "naxis1": header.get("NAXIS1"), "naxis2": header.get("NAXIS2")}
+        problem = readout_problem(readout)
+        if camera in CAMERAS and binning and problem is None:
+            technique = "Spectroscopy"
+            notes.append(_bias_setup_note(header, readout, True, None))
+        elif problem:
+            notes.append(_bias_setup_note(header, readout, False, problem))
     cam_angle = _number(header, "CAM_ANG")
     grt_angle = _number(header, "GRT_ANG")
     if cam_angle is None or grt_angle is None:
         cam_angle, grt_angle = _number(header, "CAM_TARG"), _number(header, "GRT_TARG")
     lines = grating_lines(grating)
     mode = None
-    if technique == "Spectroscopy":
+    if technique == "Spectroscopy" and grating is None:
+        parts = [camera, "NO-GRATING", "NO-MODE", filter2, slit, binning or "?x?", roi]  # a bias, see above
+    elif technique == "Spectroscopy":
         mode = find_mode(lines, cam_angle, grt_angle)
         if mode is None:
             if cam_angle is None or grt_angle is None:

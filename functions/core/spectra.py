@@ -20,7 +20,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 from astropy.io import fits
 
-from .extract import ExtractedSpectrum, Target, Trace, _overlap, extract, find_targets, trace_target
+from .extract import ExtractedSpectrum, Target, Trace, _overlap, detect_targets, extract, trace_target
+from .masters import camera_binning
 
 #: Header cards of a 2-D frame that make no sense on a 1-D product.
 _IMAGE_ONLY = ("NAXIS1", "NAXIS2", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "CDELT1", "CDELT2", "CD1_1", "CD1_2",
@@ -78,10 +79,20 @@ def extract_targets(data: np.ndarray, mask: Optional[np.ndarray], header: fits.H
     """
     gain, rdnoise = _gain_rdnoise(header)
     notes: List[str] = []
-    targets = find_targets(data, max_targets=settings.max_targets, background_threshold=settings.background_threshold,
-                           model=settings.target_fit_model, mask=mask)
+    try:
+        spatial_binning = camera_binning(header)[1][1]  # CCDSUM 'serial parallel': parallel = along the slit
+    except ValueError:
+        spatial_binning = None  # unknown: detect_targets assumes the coarsest
+    search = detect_targets(data, max_targets=settings.max_targets, background_threshold=settings.background_threshold,
+                            model=settings.target_fit_model, mask=mask, spatial_binning=spatial_binning,
+                            min_snr=settings.target_min_snr, min_fwhm_arcsec=settings.target_min_fwhm_arcsec,
+                            edge_margin_arcsec=settings.slit_edge_margin_arcsec,
+                            column_blocks=settings.target_column_blocks,
+                            min_block_fraction=settings.target_min_block_fraction)
+    targets = search.targets
     if not targets:
         notes.append(f"no target above the detection level (background_threshold {settings.background_threshold})")
+    notes.extend(search.notes())
     out: List[TargetSpectrum] = []
     columns = np.arange(np.asarray(data).shape[1])
     for target in targets:
@@ -102,11 +113,39 @@ def lamp_spectrum(data: np.ndarray, trace: Trace, aperture_rows: float) -> np.nd
     No sky is subtracted: the lamp fills the slit, so 'sky' beside the trace is lamp.
     """
     arr = np.asarray(data, dtype=float)
-    cols = np.arange(arr.shape[1])
-    y = trace.center(cols)
+    return _sum_along(arr, trace.center(np.arange(arr.shape[1])), aperture_rows)
+
+
+def _sum_along(arr: np.ndarray, y: np.ndarray, half: float) -> np.ndarray:
     rows = np.arange(arr.shape[0], dtype=float)[:, None]
-    w = _overlap(rows, y[None, :] - aperture_rows, y[None, :] + aperture_rows)
+    w = _overlap(rows, y[None, :] - half, y[None, :] + half)
     return (w * np.where(np.isfinite(arr), arr, 0.0)).sum(axis=0)
+
+
+def lamp_spectrum_for(lamp_data: np.ndarray, lamp_header: fits.Header, science_header: fits.Header, trace: Trace,
+                      aperture_rows: float) -> Tuple[np.ndarray, List[str]]:
+    """The lamp under a science target's aperture, whatever the two frames' readouts.
+
+    Same geometry: exactly `lamp_spectrum`. Otherwise the trace and the aperture are
+    carried to the lamp's rows and columns through detector coordinates (mapping.py),
+    and the aperture is kept inside the lamp's rows. Returns the lamp's spectrum (one
+    value per lamp column) and notes on what the mapping bridged."""
+    from .mapping import FrameGeometry, differences, lamp_rows
+
+    arr = np.asarray(lamp_data, dtype=float)
+    lamp_geo, sci_geo = FrameGeometry.from_header(lamp_header), FrameGeometry.from_header(science_header)
+    notes = differences(lamp_geo, sci_geo)
+    if lamp_geo == sci_geo:
+        return lamp_spectrum(arr, trace, aperture_rows), notes
+    y = lamp_rows(lamp_geo, sci_geo, arr.shape[1], trace.center)
+    half = max(aperture_rows * sci_geo.parallel / lamp_geo.parallel, 0.5)
+    lo, hi = half - 0.5, arr.shape[0] - 0.5 - half
+    if lo >= hi:
+        y, half = np.full(arr.shape[1], (arr.shape[0] - 1) / 2.0), arr.shape[0] / 2.0
+    elif np.any((y < lo) | (y > hi)):
+        notes.append("the science aperture falls outside the lamp's rows: the lamp is summed at its nearest rows")
+        y = np.clip(y, lo, hi)
+    return _sum_along(arr, y, half), notes
 
 
 #: Rows summed either side of the slit's centre for a lamp's own spectrum (no science trace):
@@ -118,9 +157,9 @@ LAMP_CENTRE_HALF_ROWS = 20.0
 def central_lamp_spectrum(data: np.ndarray) -> np.ndarray:
     """The lamp summed over rows about the middle of the slit: its own spectrum, solved
     as soon as it arrives so that the observer knows the setup before the science."""
-    arr = np.asarray(data)
-    centre = Trace(coefficients=((arr.shape[0] - 1) / 2.0,), rms=0.0, col_min=0, col_max=arr.shape[1] - 1, fwhm=1.0)
-    return lamp_spectrum(arr, centre, min(LAMP_CENTRE_HALF_ROWS, arr.shape[0] / 2.0))
+    arr = np.asarray(data, dtype=float)
+    return _sum_along(arr, np.full(arr.shape[1], (arr.shape[0] - 1) / 2.0),
+                      min(LAMP_CENTRE_HALF_ROWS, arr.shape[0] / 2.0))
 
 
 # ------------------------------------------------------------------------- products
@@ -186,10 +225,11 @@ def _wavelength_cards(h: fits.Header, solution, crval1: float, cdelt1: float, n:
 
 
 def calibrated_fits(flux: np.ndarray, variance: Optional[np.ndarray], header: fits.Header, solution,
-                    lamp_name: str, flexure=None) -> Tuple[bytes, np.ndarray, np.ndarray]:
+                    lamp_name: str, flexure=None, notes=()) -> Tuple[bytes, np.ndarray, np.ndarray]:
     """`wecfzst_`: the spectrum on a linear wavelength grid. Returns the FITS bytes and
     the (wavelength, flux) it holds, for the plot. `solution` is the one that applies
-    to this spectrum (for a science frame: the lamp's, moved by `flexure`)."""
+    to this spectrum (for a science frame: the lamp's, mapped to its pixels and moved
+    by `flexure`); `notes` say what differed between the frame and its lamp (GSP_CD##)."""
     from .wavelength import linearize
 
     flux = np.asarray(flux, dtype=float)
@@ -210,6 +250,8 @@ def calibrated_fits(flux: np.ndarray, variance: Optional[np.ndarray], header: fi
     if flexure is not None:
         h["GSP_FLEX"] = (round(flexure.shift, 4), "flexure from sky lines, px (applied)")
         h["GSP_FLXN"] = (len(flexure.lines), "sky lines measuring the flexure")
+    for i, note in enumerate(notes, start=1):  # long values continue on CONTINUE cards: no comment
+        h[f"GSP_CD{i:02d}"] = str(note)
     body = _hdul(flux_lin, None if variance is None else var_lin, h, mask=mask)
     return body, crval1 + cdelt1 * np.arange(len(flux_lin)), flux_lin
 
@@ -232,27 +274,34 @@ class CalibratedTarget:
 
 
 def solve_target(header: fits.Header, sky: Optional[np.ndarray], lamp_flux: np.ndarray, lamp_header: fits.Header,
-                 settings):
-    """(lamp solution, flexure or None, the solution of the science spectrum: the lamp's
-    moved by the flexure the sky lines measure). Raises WavelengthFailure."""
+                 settings, n_pixels: Optional[int] = None):
+    """(lamp solution in the lamp's own columns, flexure or None, the solution of the
+    science spectrum: the lamp's mapped to the science frame's columns (another binning
+    or first column, see mapping.py) and moved by the flexure the sky lines measure).
+    `n_pixels` is the science spectrum's length (default: the sky's, else the lamp's).
+    Raises WavelengthFailure."""
     from dataclasses import replace
 
     from .flexure import measure_flexure, shifted_coefficients
+    from .mapping import FrameGeometry, map_solution
     from .wavelength import solve, spectral_binning
 
     solution = solve(lamp_flux, lamp_header, settings)
-    flexure = measure_flexure(sky, solution, spectral_binning(header)) if sky is not None else None
-    science_solution = solution if flexure is None else replace(
-        solution, coefficients=shifted_coefficients(solution.coefficients, flexure.shift))
+    n = int(n_pixels or (np.size(sky) if sky is not None else solution.n_pixels))
+    base = map_solution(solution, FrameGeometry.from_header(lamp_header), FrameGeometry.from_header(header), n)
+    flexure = measure_flexure(sky, base, spectral_binning(header)) if sky is not None else None
+    science_solution = base if flexure is None else replace(
+        base, coefficients=shifted_coefficients(base.coefficients, flexure.shift))
     return solution, flexure, science_solution
 
 
 def calibrate_target(flux: np.ndarray, variance: Optional[np.ndarray], header: fits.Header, sky: Optional[np.ndarray],
-                     lamp_flux: np.ndarray, lamp_header: fits.Header, settings, lamp_name: str) -> CalibratedTarget:
-    """Solve the lamp extracted along this target, correct the flexure from the sky lines,
-    and build both calibrated products. Raises WavelengthFailure when the lamp gives no
-    acceptable solution."""
-    solution, flexure, science_solution = solve_target(header, sky, lamp_flux, lamp_header, settings)
-    body, wl, fl = calibrated_fits(flux, variance, header, science_solution, lamp_name, flexure)
+                     lamp_flux: np.ndarray, lamp_header: fits.Header, settings, lamp_name: str,
+                     notes=()) -> CalibratedTarget:
+    """Solve the lamp extracted along this target, map its solution to this frame's
+    pixels, correct the flexure from the sky lines, and build both calibrated products.
+    Raises WavelengthFailure when the lamp gives no acceptable solution."""
+    solution, flexure, science_solution = solve_target(header, sky, lamp_flux, lamp_header, settings, np.size(flux))
+    body, wl, fl = calibrated_fits(flux, variance, header, science_solution, lamp_name, flexure, notes)
     lamp_body, lwl, lfl = calibrated_fits(lamp_flux, None, lamp_header, solution, lamp_name)
     return CalibratedTarget(solution, flexure, science_solution, body, wl, fl, lamp_body, lwl, lfl)
