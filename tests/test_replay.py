@@ -45,6 +45,12 @@ def test_a_simulated_night_replays_end_to_end(sim_night, tmp_path):
     assert types.count("COMP") == 2 and types.count("OBJECT") == 3
     assert len({e["configuration"] for e in index}) == 1
     assert {e["file_name"] for e in index} == {f["name"] for f in truth["frames"]}
+    # Each science frame says whether its spectra are calibrated, in index.json and in the summary.
+    science = [e for e in index if e["obstype"] == "OBJECT"]
+    assert {e["spectra_status"] for e in science} == {"calibrated"}, [e.get("spectra_reason") for e in science]
+    assert "science frames: 3, calibrated 3" in proc.stdout, proc.stdout
+    for e in science:
+        assert f"  {e['file_name']}: calibrated" in proc.stdout
 
 
 def test_a_night_with_broken_files_exits_1_and_says_why(sim_night, tmp_path):
@@ -93,3 +99,40 @@ def test_the_real_calibration_afternoon_replays_with_masters(tmp_path):
         assert w["method"] == "grating-equation" and w["rms_angstrom"] < 0.05 and w["n_lines"] >= 15, e
         print(f"{e['file_name']}: {w['range'][0]:.1f}-{w['range'][1]:.1f} A, rms {w['rms_angstrom']:.3f} A "
               f"({w['rms_pixels']:.3f} px), {w['n_lines']} lines")
+
+
+def test_the_summary_says_which_science_frames_are_calibrated_and_why_not():
+    from infra.local.replay import spectra_summary
+
+    no_lamp = "no comparison lamp fits this setup (camera BLUE, grating 400) on night 2024-03-14 yet"
+    entries = [
+        {"file_name": "0001_bias.fits", "obstype": "BIAS", "status": "indexed"},
+        {"file_name": "0010_a.fits", "obstype": "OBJECT", "status": "reduced", "spectra_status": "calibrated",
+         "spectra_reason": None, "calibration_notes": ["lamp 0274_Fe.fits: binning 1x2 vs 2x2"]},
+        {"file_name": "0011_b.fits", "obstype": "OBJECT", "status": "reduced", "spectra_status": "calibrated"},
+        {"file_name": "0012_c.fits", "obstype": "OBJECT", "status": "reduced", "spectra_status": "calibrated"},
+        {"file_name": "0013_d.fits", "obstype": "OBJECT", "status": "reduced", "spectra_status": "not_calibrated",
+         "spectra_reason": "target 1: RMS 0.40 px above 0.15 px; target 2: RMS 0.40 px above 0.15 px",
+         "spectra_fix": "check the lamp exposure"},
+        {"file_name": "0014_e.fits", "obstype": "OBJECT", "status": "reduced", "spectra_status": "not_calibrated",
+         "spectra_reason": "target 1: RMS 0.40 px above 0.15 px"},
+        {"file_name": "0015_f.fits", "obstype": "OBJECT", "status": "reduced", "spectra_status": "waiting_for_lamp",
+         "spectra_reason": no_lamp, "spectra_fix": "take a comparison lamp of this setup"},
+        {"file_name": "0016_g.fits", "obstype": "OBJECT", "status": "unsupported",
+         "error": "imaging frames are not reduced"},
+    ]
+    lines = spectra_summary(entries)
+    assert lines[0] == "spectra:"
+    by_file = {line.split(":")[0].strip(): line for line in lines[1:-1] if not line.startswith("    ")}
+    assert set(by_file) == {"0010_a.fits", "0011_b.fits", "0012_c.fits", "0013_d.fits", "0014_e.fits",
+                            "0015_f.fits", "0016_g.fits"}                       # OBJECT frames only
+    assert by_file["0010_a.fits"] == "  0010_a.fits: calibrated"
+    assert "    calibration: lamp 0274_Fe.fits: binning 1x2 vs 2x2" in lines
+    assert by_file["0013_d.fits"] == ("  0013_d.fits: not_calibrated: target 1: RMS 0.40 px above 0.15 px; "
+                                      "target 2: RMS 0.40 px above 0.15 px (fix: check the lamp exposure)")
+    assert by_file["0015_f.fits"].endswith(no_lamp + " (fix: take a comparison lamp of this setup)")
+    assert by_file["0016_g.fits"] == "  0016_g.fits: no spectra (unsupported): imaging frames are not reduced"
+    # One cause of two targets and of two frames is one reason, counted per frame.
+    assert lines[-1] == ("science frames: 7, calibrated 3, not calibrated 2, waiting for a lamp 1, no spectra 1 "
+                         "(reasons: RMS 0.40 px above 0.15 px ×2; " + no_lamp + "; imaging frames are not reduced)")
+    assert spectra_summary(entries[:1]) == []                                  # no science, no lines

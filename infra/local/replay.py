@@ -4,11 +4,13 @@ API as index entries and products."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 import requests
 
@@ -72,6 +74,61 @@ def download_products(entries: List[dict], out_dir: Path) -> int:
     return count
 
 
+#: The order and words of the science-frame count line (index `spectra_status` values).
+SPECTRA_STATES = (("calibrated", "calibrated"), ("partly_calibrated", "partly calibrated"),
+                  ("not_calibrated", "not calibrated"), ("waiting_for_lamp", "waiting for a lamp"),
+                  ("no_targets", "no targets"), (None, "no spectra"))
+_TARGET_PREFIX = re.compile(r"^target \d+: ")
+_BETWEEN_TARGETS = re.compile(r"; (?=target \d+: )")
+
+
+def _short(text: str, width: int = 90) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _reasons(entry: dict) -> List[str]:
+    """Why a science frame is not calibrated, one reason per distinct cause (the
+    per-target prefix 'target 2: ' dropped, so one cause of two targets counts once)."""
+    if entry.get("spectra_status") is None:
+        return [entry.get("error") or f"no spectra step ({entry.get('status')})"]
+    text = entry.get("spectra_reason") or entry["spectra_status"].replace("_", " ")
+    return list(dict.fromkeys(_TARGET_PREFIX.sub("", part.strip()) for part in _BETWEEN_TARGETS.split(text)
+                              if part.strip()))
+
+
+def spectra_summary(entries: Iterable[dict]) -> List[str]:
+    """The lines `replay` prints about science frames: each OBJECT frame's spectra status
+    and why (and what would fix it), then one count line such as
+    'science frames: 5, calibrated 3, not calibrated 2 (reasons: ...)'."""
+    science = [e for e in entries if e.get("obstype") == "OBJECT"]
+    if not science:
+        return []
+    lines = ["spectra:"]
+    for e in science:
+        state = e.get("spectra_status")
+        line = f"  {e['file_name']}: {state or 'no spectra (' + str(e.get('status')) + ')'}"
+        if state != "calibrated":
+            line += ": " + (e.get("spectra_reason") or "; ".join(_reasons(e)))
+            if e.get("spectra_fix"):
+                line += f" (fix: {e['spectra_fix']})"
+        lines.append(line)
+        for note in e.get("calibration_notes") or []:
+            lines.append(f"    calibration: {note}")
+    counts = Counter(e.get("spectra_status") for e in science)
+    known = {s for s, _ in SPECTRA_STATES}
+    parts = [f"calibrated {counts.get('calibrated', 0)}"]
+    parts += [f"{words} {counts[s]}" for s, words in SPECTRA_STATES[1:] if counts.get(s)]
+    parts += [f"{s.replace('_', ' ')} {n}" for s, n in sorted(counts.items(), key=str) if s not in known]
+    why = Counter(r for e in science if e.get("spectra_status") != "calibrated" for r in _reasons(e))
+    line = f"science frames: {len(science)}, " + ", ".join(parts)
+    if why:
+        line += " (reasons: " + "; ".join(f"{_short(r)}" + (f" ×{n}" if n > 1 else "")
+                                          for r, n in why.most_common()) + ")"
+    lines.append(line)
+    return lines
+
+
 def replay(raw_dir: Path, out_dir: Path, timeout: float = 600.0, workers: int = 2,
            system: Optional[EmbeddedSystem] = None, progress=print) -> int:
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
@@ -120,6 +177,8 @@ def replay(raw_dir: Path, out_dir: Path, timeout: float = 600.0, workers: int = 
                  f"calibrations; {n_products} products under {out_dir}")
         for e in bad:
             progress(f"  {e['file_name']}: {e['status']}: {e.get('error')}")
+        for line in spectra_summary(entries):
+            progress(line)
         return 1 if bad else 0
     finally:
         if own:

@@ -46,6 +46,56 @@
     parent.appendChild(document.createTextNode(" "));
   }
 
+  // An OBJECT frame's spectra in two words (its `spectra_status`); why and what
+  // would fix it in the tooltip, and at the top of the detail card.
+  const SPECTRA_LABELS = {
+    calibrated: "calibrated", partly_calibrated: "partly calibrated", not_calibrated: "not calibrated",
+    waiting_for_lamp: "waiting for lamp", no_targets: "no targets",
+  };
+
+  function spectraLabel(state) {
+    return SPECTRA_LABELS[state] || String(state).replace(/_/g, " ");
+  }
+
+  function spectraWhy(f) {
+    const parts = [];
+    if (f.spectra_reason) parts.push(f.spectra_reason);
+    else if (f.spectra_status === "calibrated") parts.push("every target is wavelength-calibrated");
+    if (f.spectra_fix) parts.push("fix: " + f.spectra_fix);
+    (f.calibration_notes || []).forEach(function (n) { parts.push("calibration: " + n); });
+    return parts.join("\n");
+  }
+
+  function spectraBadge(f) {
+    if (f.obstype !== "OBJECT" || !f.spectra_status) return null;
+    const el = text("span", "spectrum: " + spectraLabel(f.spectra_status),
+      "spectra-badge spectra-" + f.spectra_status);
+    el.title = spectraWhy(f);
+    return el;
+  }
+
+  // What the user asks first about a science frame: are its spectra calibrated, why
+  // not, what would fix it, and what differed in the calibrations used.
+  function spectraSummary(f) {
+    const notes = f.calibration_notes || [];
+    if (!f.spectra_status && !notes.length) return null;
+    const box = document.createElement("section");
+    box.className = "spectra-summary" + (f.spectra_status ? " spectra-" + f.spectra_status : "");
+    if (f.spectra_status) {
+      box.appendChild(text("div", "spectra: " + spectraLabel(f.spectra_status), "spectra-state"));
+    }
+    if (f.spectra_reason) box.appendChild(text("div", "why: " + f.spectra_reason, "spectra-reason"));
+    if (f.spectra_fix) box.appendChild(text("div", "fix: " + f.spectra_fix, "spectra-fix"));
+    if (notes.length) {
+      box.appendChild(text("div", "calibrations used differ from this frame:", "spectra-notes-title"));
+      const ul = document.createElement("ul");
+      ul.className = "calibration-notes";
+      notes.forEach(function (n) { ul.appendChild(text("li", n)); });
+      box.appendChild(ul);
+    }
+    return box;
+  }
+
   function row(f) {
     const tr = document.createElement("tr");
     tr.dataset.fileId = f.file_id;
@@ -60,7 +110,10 @@
     tr.appendChild(text("td", f.exptime == null ? "" : f.exptime));
     tr.appendChild(text("td", f.configuration || "", "config"));
     const st = document.createElement("td");
+    st.className = "state";
     st.appendChild(text("span", f.status, "status status-" + f.status));
+    const badge = spectraBadge(f);
+    if (badge) st.appendChild(badge);
     tr.appendChild(st);
     const details = document.createElement("td");
     if (f.error) details.appendChild(text("div", f.error, "error"));
@@ -185,6 +238,8 @@
     close.addEventListener("click", function () { selected = null; render(); });
     const parts = [close, text("h2", f.file_name + " · " + (f.obstype || "") + " · " + f.status)];
     if (f.error) parts.push(text("div", f.error, "error"));
+    const summary = spectraSummary(f);
+    if (summary) parts.push(summary);
     const previews = document.createElement("div");
     previews.className = "previews";
     const raw = product(f, "preview_raw");
