@@ -71,8 +71,6 @@ def test_the_lamp_nearest_in_time_calibrates_a_frame_before_or_after_it():
 def _real(name):
     from astropy.io import fits
 
-    from functions.core.classify import classify
-
     from .conftest import FIXTURES
 
     text = (FIXTURES / "real_headers" / f"{name}.hdr").read_bytes().decode("ascii", "replace")

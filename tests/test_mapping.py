@@ -25,7 +25,6 @@ from infra.simulator import spectra
 from infra.simulator.reference import ReferenceLamp
 from infra.simulator.reference import WavelengthSolution as TruthSolution
 
-from .conftest import FIXTURES, SHARED_REAL
 
 GAIN, RDNOISE = 1.48, 3.89
 REF_START = 50  # the reference lamps' x = 0 is unbinned detector column 50 (goodman's trim, 51 1-based)
@@ -132,19 +131,10 @@ def test_lamp_is_summed_under_the_science_trace_at_another_binning():
 
 
 def _real_blue_arcs():
-    folder = SHARED_REAL / "jsreding_930_20180203"
-    if folder.is_dir():
-        from functions.core.masters import _prepare
+    """(flux, header) of the 930 'blue' Fe arcs (1x2), from ../shared or the committed fixture."""
+    from .test_core_wavelength import _real_lamps
 
-        out = []
-        for path in sorted(folder.glob("027[4-6]_Fe_*.fits")):
-            data, header = fits.getdata(path, header=True)
-            frame, _, _ = _prepare(data, header)
-            out.append((frame.data[80:120].sum(axis=0), frame.header))
-        return out
-    with fits.open(FIXTURES / "real" / "jsreding_930_fe_lamps_1d.fits") as hdul:
-        h = hdul["0274_Fe_ZZCeti_930_blue_long"]
-        return [(np.asarray(h.data, dtype=float), h.header)]
+    return [(flux, header) for name, flux, header in _real_lamps() if "blue" in name]
 
 
 def _as_2x2(flux, header):

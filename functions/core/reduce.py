@@ -24,7 +24,7 @@ from astropy.io import fits
 from . import ccd
 from .ccd import Frame
 from .cosmics import reject_cosmic_rays
-from .parameters import COSMIC_METHODS, ReductionSettings  # noqa: F401 (re-exported: the settings of a reduction)
+from .parameters import ReductionSettings
 from .regions import CAMERAS, overscan_section, parse_section, trim_section
 
 
