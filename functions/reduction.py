@@ -205,14 +205,11 @@ def find_flat(item: Dict[str, Any], services, config: ReductionConfig):
     if exact is not None or not config.settings.flat_other_slits:
         return exact, []
     tol = float(config.settings.calibration_angle_tolerance)
-    nights = [item["night"]] + [cal.window_start(item["night"], k) for k in range(1, config.window_days + 1)]
-    for night in nights:
-        entries = [e for e in iter_all_files(services.index, night, "MASTER_FLAT") if e.get("setup")]
-        groups = {e["configuration"]: e for e in entries if e.get("configuration") != cal.flat_group(item)}
-        fitting = [(e, notes) for e, notes in rank_calibrations("FLAT", item, [
-            {**e["setup"], "night": e["night"], "file_name": e["file_name"], "configuration": e["configuration"]}
-            for e in groups.values()], tol)]
-        for candidate, notes in fitting:
+    for night in [item["night"]] + cal.nights_from(item["night"], config.window_days):
+        others = [{**e["setup"], "night": e["night"], "file_name": e["file_name"], "configuration": e["configuration"]}
+                  for e in iter_all_files(services.index, night, "MASTER_FLAT")
+                  if e.get("setup") and e.get("configuration") != cal.flat_group(item)]
+        for candidate, notes in rank_calibrations("FLAT", item, others, tol):
             master = find_master(cal.FLAT, candidate["configuration"], item["night"], services, config)
             if master is not None:
                 return master, [f"flat {master['file_name']}: {n}" for n in notes]

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from functions.api.chalicelib.index import STATUS_FAILED, STATUS_REDUCED, STATUS_UNSUPPORTED, iter_all_files
-from functions.core.calibrations import compare_setup, rank_calibrations, setup_of
+from functions.core.calibrations import compare_setup, nights_from, rank_calibrations, setup_of
 from functions.core.plot import spectrum_png
 from functions.core.spectra import (calibrate_target, calibrated_fits, central_lamp_spectrum, extract_targets,
                                     extracted_fits, lamp_spectrum_for, solve_target, trace_from_summary)
@@ -136,11 +135,6 @@ def _tolerance(config) -> float:
     return float(config.settings.calibration_angle_tolerance)
 
 
-def _earlier_nights(night: str, days: int) -> List[str]:
-    d = date.fromisoformat(night)
-    return [(d - timedelta(days=k)).isoformat() for k in range(1, days + 1)]
-
-
 def _ready(f: Dict[str, Any]) -> bool:
     return f.get("status") == STATUS_REDUCED and _reduced_product(f) is not None
 
@@ -157,7 +151,7 @@ def find_lamp(item: Dict[str, Any], services, config) -> LampChoice:
     choice = LampChoice(pending=pending, nights_searched=[item["night"]])
     if pending or not config.settings.lamp_other_nights:
         return choice
-    for night in _earlier_nights(item["night"], config.window_days):
+    for night in nights_from(item["night"], config.window_days):
         choice.nights_searched.append(night)
         ranked = rank_calibrations("COMP", item, [f for f in iter_all_files(services.index, night, "COMP")
                                                   if _ready(f)], tol)
@@ -381,8 +375,7 @@ def lamp_reduced(lamp: Dict[str, Any], services, config) -> int:
     tol, sent = _tolerance(config), 0
     nights = [lamp["night"]]
     if config.settings.lamp_other_nights:
-        d = date.fromisoformat(lamp["night"])
-        nights += [(d + timedelta(days=k)).isoformat() for k in range(1, config.window_days + 1)]
+        nights += nights_from(lamp["night"], config.window_days, step=1)
     for night in nights:
         for f in iter_all_files(services.index, night, "OBJECT"):
             if f.get("status") != STATUS_REDUCED or not f.get("spectra"):

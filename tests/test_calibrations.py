@@ -149,3 +149,9 @@ def test_ranking_prefers_the_night_then_exact_then_nearest_in_time():
     ranked = cal.rank_calibrations("COMP", science, [other_night, wrong, near_other_slit, far_exact])
     assert [c["file_name"] for c, _ in ranked] == ["b.fits", "a.fits", "c.fits"]
     assert ranked[1][1] == ["slit 0.45LS vs 1LS"]
+
+
+def test_nights_of_the_window_nearest_first():
+    assert cal.nights_from("2024-03-01", 2) == ["2024-02-29", "2024-02-28"]
+    assert cal.nights_from("2024-12-31", 2, step=1) == ["2025-01-01", "2025-01-02"]
+    assert cal.nights_from("2024-03-01", 0) == []

@@ -83,6 +83,12 @@ def window_start(night: str, days: int) -> str:
     return (date.fromisoformat(night) - timedelta(days=days)).isoformat()
 
 
+def nights_from(night: str, days: int, step: int = -1) -> List[str]:
+    """The `days` nights before `night` (step -1, nearest first) or after it (step +1)."""
+    d = date.fromisoformat(night)
+    return [(d + timedelta(days=step * k)).isoformat() for k in range(1, days + 1)]
+
+
 def choose_master(candidates: List[Dict[str, Any]], night: str) -> Optional[Dict[str, Any]]:
     """The master to use for a frame of `night`: one made that night with the most
     frames; else the one from the nearest earlier night (most frames); else None.

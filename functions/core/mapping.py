@@ -25,21 +25,28 @@ is still a Chebyshev series in plain ``chebval(j, coefficients)`` form.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, replace
 from typing import List, Optional, Tuple
 
 import numpy as np
 from numpy.polynomial import chebyshev
 
+from .masters import camera_binning
+from .regions import parse_section
+
 #: Rows of the detector; a window with no PG5_6 card is taken to be centred on it.
 DETECTOR_ROWS = 4096
-_SECTION = re.compile(r"\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]")
 
 
-def _section(header, key) -> Optional[Tuple[int, int, int, int]]:
-    m = _SECTION.match(str(header.get(key) or ""))
-    return tuple(int(g) for g in m.groups()) if m else None
+def _section(header, key) -> Optional[Tuple[int, int, int]]:
+    """(first column, first row, row stop) of a header's section card, 0-based; None if absent."""
+    try:
+        rows, cols = parse_section(header[key])
+    except (KeyError, ValueError):
+        return None
+    if None in (rows.start, rows.stop, cols.start):
+        return None
+    return cols.start, rows.start, rows.stop
 
 
 def _number(header, key) -> Optional[float]:
@@ -47,14 +54,6 @@ def _number(header, key) -> Optional[float]:
         return float(header[key])
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def _binning(header) -> Tuple[int, int]:
-    try:
-        serial, parallel = (int(v) for v in str(header.get("CCDSUM", "1 1")).split()[:2])
-        return max(serial, 1), max(parallel, 1)
-    except ValueError:
-        return 1, 1
 
 
 @dataclass(frozen=True)
@@ -71,15 +70,18 @@ class FrameGeometry:
     def from_header(cls, header) -> "FrameGeometry":
         """From a reduced frame's (or its 1-D products') header: CCDSUM, GSP_TRIM, GSP_SLIT,
         the window's origin (PG5_6, PG5_11) and ROI."""
-        serial, parallel = _binning(header)
+        try:
+            serial, parallel = (max(b, 1) for b in camera_binning(header)[1])
+        except ValueError:
+            serial, parallel = 1, 1
         trim = _section(header, "GSP_TRIM")
         if trim:
-            tx, ty, ny = trim[0] - 1, trim[2] - 1, trim[3]
+            tx, ty, ny = trim
         else:  # goodman's spectroscopic trim rule: first column ceil(51/b), rows from 2
             tx, ty = int(math.ceil(51.0 / serial)) - 1, 1
             ny = int(header.get("NAXIS2") or 0) + 1
         slit = _section(header, "GSP_SLIT")
-        sx, sy = (slit[0] - 1, slit[2] - 1) if (slit and trim) else (0, 0)
+        sx, sy = (slit[0], slit[1]) if (slit and trim) else (0, 0)
         row_origin = _number(header, "PG5_6")
         if row_origin is None:
             row_origin = (DETECTOR_ROWS - parallel * ny) / 2.0
