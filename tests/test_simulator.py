@@ -476,9 +476,10 @@ def test_every_readout_fits_goodmans_regions(binning, roi):
     rows, cols = regions.parse_section(geom.trim_section)
     assert (cols.start, cols.stop - 1) == (geom.first_lit_col, geom.last_lit_col)
     assert geom.unbinned_width >= 4060, "the lit columns hold the whole reference lamp"
-    # binned column c covers unbinned sb*(c - first_lit) .. +sb-1: centre + (sb-1)/2
+    # binned column c covers unbinned detector columns sb*c .. sb*c + sb - 1 at any binning
+    # (the light falls on the same pixels); the reference's x = 0 is detector column 50
     c = geom.first_lit_col + 7
-    assert geom.column_to_x(c) == sb * 7 + (sb - 1) / 2.0
+    assert geom.column_to_x(c) == sb * c + (sb - 1) / 2.0 - 50
     assert geom.x_to_column(geom.column_to_x(c, 3.25), 3.25) == pytest.approx(c)
 
 

@@ -19,7 +19,7 @@ writes them). ``python -m infra.simulator --out DIR`` is the command line.
 Conventions (also recorded in truth.json): 0-based ``data[row, col]``; raw column c maps
 to the unbinned reference-lamp coordinate ``x = 2*(c - 25) + 0.5 + shift`` (+ tilt term),
 and ``lambda = chebval(x, coefficients)`` of the reference lamp's Chebyshev1D solution.
-At serial binning sb: ``x = sb*(c - first_lit_col) + (sb - 1)/2 + shift`` (truth.json's
+At serial binning sb: ``x = sb*c + (sb - 1)/2 - 50 + shift`` (truth.json's
 per-frame ``wavelength_solution.x_of_column``); see `geometry` for readouts and windows.
 """
 from .frames import render_frame

@@ -7,7 +7,7 @@ The electrons a pixel collects are
 * ``diffuse(c)``: the slit-filling light per pixel (quartz for flats, the rebuilt reference
   lamp for comparison lamps, sky continuum + night-sky lines for science), on the truth
   wavelength scale ``lambda = chebval(2*(c - 25) + 0.5 + shift [+ tilt term], coefficients)``
-  (for another readout ``x = sb*(c - first_lit_col) + (sb - 1)/2 + shift``, see `geometry`);
+  (for another readout ``x = sb*c + (sb - 1)/2 - 50 + shift``, see `geometry`);
 * ``illumination(r)``: the slit image along the rows, 1 inside rows 90..905 (1-based) with
   error-function edges (sigma 1.5 rows) and a 3 % gradient end to end (2x2 full frame;
   the same unbinned rows in any other readout, cut to its window);

@@ -23,10 +23,11 @@ Conventions used across the simulator (and recorded in truth.json):
   ``i`` refers to the pixel centre.
 * ``x`` is the *unbinned reference coordinate* of the goodman-pipeline reference lamp
   (0-based pixel centres of its 1-D, 4060 px spectrum); the wavelength solution of
-  the lamp is a function of ``x``.  A binned raw column ``c`` inside the trim section
-  covers unbinned pixels ``sb*(c - first_lit_col) .. sb*(c - first_lit_col) + sb - 1``,
-  so its centre sits at ``x = sb*(c - first_lit_col) + (sb - 1)/2`` (plus the frame's
-  shift, see `Geometry.column_to_x`); for 2x2 that is ``x = 2*(c - 25) + 0.5``.
+  the lamp is a function of ``x``, whose 0 is unbinned detector column 50
+  (`REFERENCE_ORIGIN`). A binned raw column ``c`` covers unbinned detector columns
+  ``sb*c .. sb*c + sb - 1`` at any binning, so its centre sits at
+  ``x = sb*c + (sb - 1)/2 - 50`` (plus the frame's shift, see `Geometry.column_to_x`);
+  for 2x2 that is ``x = 2*(c - 25) + 0.5``.
 * ``u`` is the unbinned row coordinate along the slit, counted from the first row of
   the full window: binned row ``r`` of a window starting at unbinned row ``y0`` has its
   centre at ``u = pb*r + (pb - 1)/2 + y0``. The slit image, the star and the line tilt
@@ -53,6 +54,8 @@ OVERSCAN_SECTION = "[3:24,1:948]"
 #: Trim section, FITS 1-based: the illuminated detector area (columns 26..2055).
 TRIM_SECTION = "[26:2055,2:948]"
 
+#: Unbinned detector column of the reference lamps' x = 0 (goodman's trim starts there).
+REFERENCE_ORIGIN = 50
 #: 0-based first illuminated column (1-based 26) and number of illuminated columns.
 FIRST_LIT_COL = 25
 N_LIT_COLS = 2030
@@ -316,10 +319,13 @@ class Geometry:
     def column_to_x(self, col, shift: float = 0.0, row=None, tilt: float = 0.0):
         """Unbinned reference coordinate of the centre of raw column `col` of this readout.
 
-        ``x = sb*(col - first_lit_col) + (sb - 1)/2 + shift + tilt_f*(row - tilt_reference_row)/100``
+        ``x = sb*col + (sb - 1)/2 - REFERENCE_ORIGIN + shift + tilt_f*(row - tilt_reference_row)/100``
         with ``tilt_f = tilt*pb/2`` (`tilt` per 100 rows of the 2x2 frame, as the plan has it).
+        Raw column c covers unbinned detector columns sb*c .. sb*c + sb - 1 at any binning,
+        so the spectrum falls on the same detector pixels whatever the readout (at 3x3 the
+        first lit column, 16, starts 2 unbinned px before the reference's x = 0).
         """
-        x = self.sb * (np.asarray(col, dtype=float) - self.first_lit_col) + (self.sb - 1) / 2.0 + shift
+        x = self.sb * np.asarray(col, dtype=float) + (self.sb - 1) / 2.0 - REFERENCE_ORIGIN + shift
         if row is not None and tilt:
             x = x + self.tilt_per_100_rows(tilt) * (np.asarray(row, dtype=float) - self.tilt_reference_row) / 100.0
         return x
@@ -329,7 +335,7 @@ class Geometry:
         x = np.asarray(x, dtype=float) - shift
         if row is not None and tilt:
             x = x - self.tilt_per_100_rows(tilt) * (np.asarray(row, dtype=float) - self.tilt_reference_row) / 100.0
-        return (x - (self.sb - 1) / 2.0) / self.sb + self.first_lit_col
+        return (x + REFERENCE_ORIGIN - (self.sb - 1) / 2.0) / self.sb
 
     @property
     def pixel_scale(self) -> float:

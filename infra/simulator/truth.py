@@ -43,7 +43,7 @@ science frames' readout, and every frame also has
 and its ``wavelength_solution`` adds serial_binning, first_lit_col, flexure_shift,
     lamp_offset (shift = flexure_shift + lamp_offset), ``x_of_column`` [scale, offset] with
     ``x = scale*c + offset`` (+ tilt term) for this frame's own raw column c, i.e.
-    ``x = sb*(c - first_lit_col) + (sb - 1)/2 + shift``, and tilt_px_per_100_rows /
+    ``x = sb*c + (sb - 1)/2 - 50 + shift``, and tilt_px_per_100_rows /
     tilt_reference_row in this frame's rows. The trace is in this frame's raw pixels.
 """
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _round(values, digits: int = 3):
     return [round(float(v), digits) for v in np.asarray(values).ravel()]
 
 
-PIXEL_MAPPING_V2 = ("x_unbinned = sb*(c - first_lit_col) + (sb - 1)/2 + shift + tilt*(r - tilt_reference_row)/100 "
+PIXEL_MAPPING_V2 = ("x_unbinned = sb*c + (sb - 1)/2 - 50 + shift + tilt*(r - tilt_reference_row)/100 "
                     "(= x_of_column[0]*c + x_of_column[1] + tilt term), sb = serial_binning, c = 0-based raw column "
                     "and r = 0-based raw row of this frame, tilt and tilt_reference_row in this frame's rows; "
                     "lambda = Chebyshev1D(degree, coefficients)(x_unbinned) with astropy's default domain/window "
@@ -100,7 +100,7 @@ def _solution(plan: NightPlan, shift, frame: FramePlan = None) -> Dict[str, Any]
         "lamp_offset": frame.lamp_offset,
         "serial_binning": sb,
         "first_lit_col": geom.first_lit_col,
-        "x_of_column": [sb, round(-sb * geom.first_lit_col + (sb - 1) / 2.0 + shift, 6)],
+        "x_of_column": [sb, round((sb - 1) / 2.0 - geometry.REFERENCE_ORIGIN + shift, 6)],
         "tilt_px_per_100_rows": geom.tilt_per_100_rows(plan.tilt),
         "tilt_reference_row": geom.tilt_reference_row,
         "pixel_mapping": PIXEL_MAPPING_V2,
