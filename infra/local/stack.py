@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional
 import boto3
 
 from infra import definition as stackdef
+from infra.local.faults import Faults, FaultyApp
 
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "goodman-live-local", "AWS_SECRET_ACCESS_KEY": "goodman-live-local"}
 
@@ -42,11 +43,11 @@ class _SerialWrites:
 class _MotoServer:
     """moto's threaded server, with writes serialised (see _SerialWrites)."""
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, faults: Faults):
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
-        app = _SerialWrites(DomainDispatcherApplication(create_backend_app))
+        app = _SerialWrites(FaultyApp(DomainDispatcherApplication(create_backend_app), faults))
         self.httpd = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="moto", daemon=True)
 
@@ -73,10 +74,15 @@ class LocalStack:
     dlq_url: Optional[str] = None
     reduce_queue_url: Optional[str] = None
     reduce_dlq_url: Optional[str] = None
+    retry_backoff: int = 5
+    gsi_settle: int = 2
+    #: off unless a test turns them on (infra/local/faults.py)
+    faults: Optional[Faults] = None
 
     def start(self) -> "LocalStack":
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self.server = _MotoServer(self.host, self.port).start()
+        self.faults = Faults(self.region)
+        self.server = _MotoServer(self.host, self.port, self.faults).start()
         host, port = self.server.httpd.server_address[:2]
         self.endpoint_url = f"http://{host}:{port}"
         self.create_resources()
@@ -97,6 +103,9 @@ class LocalStack:
         env.update(stackdef.environment(self.definition))
         env.update(AWS_ENDPOINT_URL=self.endpoint_url, AWS_DEFAULT_REGION=self.region, AWS_REGION=self.region,
                    WORK_QUEUE_URL=self.reduce_queue_url)
+        # Retries and the second look after a write come within seconds here (AWS: 30 s
+        # doubling, and 10 s), so tests see a whole retry history in under a minute.
+        env.update(RETRY_BACKOFF_SECONDS=str(self.retry_backoff), GSI_SETTLE_SECONDS=str(self.gsi_settle))
         return env
 
     def export_environment(self) -> None:
