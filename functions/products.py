@@ -28,6 +28,32 @@ def put_file_product(services, item: Dict[str, Any], name: str, kind: str, body:
     return put_product(services, product_key(item["night"], item["file_name"], name), name, kind, body, content_type)
 
 
+def product_keys(products) -> set:
+    """(bucket, key) of each product entry."""
+    return {(p["bucket"], p["key"]) for p in products or [] if p.get("key")}
+
+
+def stamp_version(products, version: int):
+    """Entries of a reduction carry the reduction version they belong to; entries it
+    kept from earlier (the header) keep theirs."""
+    return [{**p, "version": p.get("version") or version} for p in products]
+
+
+def remove_unlisted(file_id: str, candidates: set, services) -> int:
+    """Delete the objects among `candidates` ((bucket, key) pairs an earlier reduction
+    of this file wrote) that its item no longer lists: a re-reduction that finds fewer
+    targets leaves no stale spectra behind. The item is read consistently after the
+    new products are listed, so a product still in use is never deleted; a crash
+    before this point leaves orphans for the consistency check."""
+    if not candidates:
+        return 0
+    item = services.index.get_file(file_id) or {}
+    gone = sorted(candidates - product_keys(item.get("products")))
+    for bucket, key in gone:
+        services.s3.delete_object(Bucket=bucket, Key=key)
+    return len(gone)
+
+
 def read_fits_hdus(s3, bucket: str, key: str):
     """Every HDU's (data, header) of a FITS object, read whole into memory (the 1-D
     products keep their variance and sky in further HDUs)."""

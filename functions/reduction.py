@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import time
+import uuid
 from datetime import datetime, timezone
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional
@@ -29,8 +30,10 @@ from functions.core.calibrations import compare_setup, rank_calibrations, setup_
 from functions.core.ccd import Frame, put_name
 from functions.core.masters import _prepare, make_master_bias, make_master_flat
 from functions.core.preview import png_preview
+from functions.leases import Renewing
 from functions.core.reduce import Calibrations, ReductionSettings, UnsupportedFrame, reduce_frame
-from functions.products import put_file_product, put_product, read_fits, stem_of
+from functions.products import (product_keys as _product_keys, put_file_product, put_product, read_fits,
+                                remove_unlisted, stamp_version, stem_of)
 from functions.services import TASK_KEY, Services, gave_up, send_task, sqs_batch
 from functions.versions import GOODMAN_LIVE_VERSION, goodman_pipeline_version
 
@@ -58,8 +61,9 @@ def config_for(services: Services) -> ReductionConfig:
     return _configs[services.settings]
 
 
-# How long a master build may take before another worker may take it over.
-LEASE_SECONDS = 120
+# How long a master build may go without renewing its lease (renewed every third of it)
+# before another worker may take it over.
+LEASE_SECONDS = 30
 # A night's first master of a group is built at once; when more frames of the group
 # arrive later, the rebuild waits this long so that a burst (31 biases uploaded
 # together) gives one new version, not one per frame.
@@ -102,7 +106,7 @@ def after_index(item: Dict[str, Any], services, config: ReductionConfig) -> None
     if obstype in (cal.BIAS, cal.FLAT):
         if item.get("status") == STATUS_RETRYING:  # an earlier attempt failed; this one may not
             services.index.update_file(item["file_id"], {"status": STATUS_INDEXED, "error": None})
-        build_master_if_ready(obstype, item["night"], cal.group_of(obstype, item), services, config)
+        build_master_if_ready(obstype, item["night"], cal.group_of(obstype, item), services, config, include=item)
     elif obstype in cal.REDUCED_TYPES:
         reduce_file(item, services, config)
 
@@ -152,7 +156,37 @@ def dead_lettered(body: Any, services: Services, attempt: int = 1) -> None:
             "status": STATUS_FAILED, "error": gave_up(services.settings.max_receive_count, existing.get("error"))})
 
 
+#: A worker's claim on a file it reduces; renewed while it works, so a killed worker
+#: holds the file up for at most this long.
+CLAIM_SECONDS = 30
+#: How soon a task that found its file claimed looks again.
+CLAIM_RETRY_SECONDS = 3
+_CLAIMED_TASKS = ("after_index", "reduce", "calibrate")
+
+
 def handle_task(task: Dict[str, Any], services, config: ReductionConfig) -> None:
+    if task.get("task") in _CLAIMED_TASKS and task.get("file_id"):
+        # One worker at a time reduces or calibrates a file: two at once (a duplicate
+        # event, a lamp and a master arriving together) would each list its own
+        # products and delete the other's.
+        file_id, token = task["file_id"], uuid.uuid4().hex
+        busy_until = services.index.claim_file(file_id, token, CLAIM_SECONDS)
+        if busy_until is not None:
+            # another worker has the file: look again soon (the work is idempotent, so
+            # this costs nothing if that worker did it all)
+            send_task(services, task, delay=min(_seconds_until(busy_until) + 1, CLAIM_RETRY_SECONDS))
+            return
+        try:
+            with Renewing(lambda: services.index.claim_file(file_id, token, CLAIM_SECONDS), CLAIM_SECONDS / 3,
+                          f"file {file_id}"):
+                _run_task(task, services, config)
+        finally:
+            services.index.release_file(file_id, token)
+        return
+    _run_task(task, services, config)
+
+
+def _run_task(task: Dict[str, Any], services, config: ReductionConfig) -> None:
     if task.get("task") == "after_index":
         item = services.index.get_file(task["file_id"])
         if item:
@@ -160,22 +194,34 @@ def handle_task(task: Dict[str, Any], services, config: ReductionConfig) -> None
     elif task.get("task") == "reduce":
         item = services.index.get_file(task["file_id"])
         if item:
-            reduce_file(item, services, config)
+            reduce_file(item, services, config, force=bool(task.get("force")))
     elif task.get("task") == "calibrate":
         item = services.index.get_file(task["file_id"])
         if item and item.get("status") == STATUS_REDUCED:
             spectroscopy.calibrate(item, services, config)
     elif task.get("task") == "master":
         build_master_if_ready(task["kind"], task["night"], task["group"], services, config, now=True)
+    elif task.get("task") == "dependents":
+        trigger_dependents(task["kind"], task["night"], task["group"], services, settle=False)
+    elif task.get("task") == "lamp_reduced":
+        lamp = services.index.get_file(task["file_id"])
+        if lamp and lamp.get("status") == STATUS_REDUCED:
+            spectroscopy.lamp_reduced(lamp, services, config, settle=False)
     else:
         log.error("unknown task %r", task)
 
 
 # ---- masters ------------------------------------------------------------------------
-def _members(kind: str, night: str, group: str, services) -> List[Dict[str, Any]]:
+def _members(kind: str, night: str, group: str, services, include: Optional[Dict[str, Any]] = None
+             ) -> List[Dict[str, Any]]:
     # Only reducible frames are `indexed` (ingest marks the others `unsupported`).
     members = [f for f in iter_all_files(services.index, night, kind)
                if f.get("status") == STATUS_INDEXED and cal.group_of(kind, f) == group]
+    # The night's listing is a GSI, which on AWS may not show the frame that was indexed
+    # a moment ago; the frame that asked (read consistently) is a member all the same.
+    if (include and include.get("status") == STATUS_INDEXED and cal.group_of(kind, include) == group
+            and include.get("night") == night and all(f["file_id"] != include["file_id"] for f in members)):
+        members.append(include)
     # A master is combined from one raw shape: should two of Goodman's spectroscopic ROIs
     # share a group name (full frame and ZZ Ceti at one readout), the shape with the most
     # frames is used (ties: the most rows); frames of the other shape are reduced without
@@ -226,9 +272,10 @@ def load_master(master: Dict[str, Any], services) -> Frame:
     return _master_cache[key]
 
 
-def build_master_if_ready(kind: str, night: str, group: str, services, config: ReductionConfig, now: bool = False):
+def build_master_if_ready(kind: str, night: str, group: str, services, config: ReductionConfig, now: bool = False,
+                          include: Optional[Dict[str, Any]] = None):
     settings = config.settings
-    members = _members(kind, night, group, services)
+    members = _members(kind, night, group, services, include)
     needed = settings.min_bias_files if kind == cal.BIAS else settings.min_flat_files
     if len(members) < needed:
         log.info("%s %s on %s: %d of %d frames, waiting", kind, group, night, len(members), needed)
@@ -258,7 +305,9 @@ def build_master_if_ready(kind: str, night: str, group: str, services, config: R
                       delay=min(_seconds_until(holder.get("lease_until")) + 1, REBUILD_DELAY_SECONDS))
         return holder
     try:
-        master = _build_master(kind, group, night, members, bias, services, config)
+        with Renewing(lambda: services.index.renew_master(kind, group, night, count, digest, LEASE_SECONDS),
+                      LEASE_SECONDS / 3, f"master {kind} {group} {night}"):
+            master = _build_master(kind, group, night, members, bias, services, config)
     except Exception:
         services.index.release_master(kind, group, night, count, digest)
         raise
@@ -317,9 +366,14 @@ def _record_master_entry(kind, night, master, members, services) -> None:
     })
 
 
-def trigger_dependents(kind: str, night: str, group: str, services) -> None:
+def trigger_dependents(kind: str, night: str, group: str, services, settle: bool = True) -> None:
     """Send the work a new master makes possible: flats that waited for a bias, and
-    frames reduced without this kind of calibration or with one from another night."""
+    frames reduced without this kind of calibration or with one from another night.
+    Idempotent (reduce_file does nothing when the calibrations are the same), so it is
+    run once now and, with `settle`, once more when the listings have caught up."""
+    if settle:
+        send_task(services, {"task": "dependents", "kind": kind, "night": night, "group": group},
+                  delay=services.settings.gsi_settle_seconds)
     if kind == cal.BIAS:
         flat_groups = {cal.flat_group(f) for f in iter_all_files(services.index, night, cal.FLAT)
                        if f.get("status") == STATUS_INDEXED and cal.bias_group(f) == group}
@@ -358,15 +412,26 @@ def _calibration_ref(master: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any
     return {"file_name": master["file_name"], "night": master["night"], "count": master["count"], "key": master["key"]}
 
 
-def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None:
-    """Reduce a frame with the best calibrations there are; nothing to do if it
-    already was reduced with exactly those (a duplicate event, a redundant task)."""
+def best_calibrations(item: Dict[str, Any], services, config: ReductionConfig):
+    """(master bias, master flat, notes, the `calibrations` reference they make)."""
     settings, night = config.settings, item["night"]
     bias = None if settings.ignore_bias else find_master(cal.BIAS, cal.bias_group(item), night, services, config)
     flat, master_notes = (None, []) if settings.ignore_flats else find_flat(item, services, config)
-    wanted = {"master_bias": _calibration_ref(bias), "master_flat": _calibration_ref(flat)}
-    if item.get("status") == STATUS_REDUCED and item.get("calibrations") == wanted:
+    return bias, flat, master_notes, {"master_bias": _calibration_ref(bias), "master_flat": _calibration_ref(flat)}
+
+
+def reduce_file(item: Dict[str, Any], services, config: ReductionConfig, force: bool = False) -> None:
+    """Reduce a frame with the best calibrations there are; nothing to do if it
+    already was reduced with exactly those (a duplicate event, a redundant task),
+    unless `force` (a product found missing). What an earlier reduction wrote and this
+    one does not (a target no longer found, the quicklook previews) is deleted once
+    the index lists the new products."""
+    settings = config.settings
+    bias, flat, master_notes, wanted = best_calibrations(item, services, config)
+    if not force and item.get("status") == STATUS_REDUCED and item.get("calibrations") == wanted:
         return
+    version = int(item.get("reduction_version") or 0) + 1
+    earlier = _product_keys(item.get("products"))
     services.index.update_file(item["file_id"], {"status": STATUS_REDUCING})
     data, header = read_fits(services.s3, item["raw_bucket"], item["raw_key"])
     calibs = Calibrations(
@@ -380,9 +445,11 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None
     try:
         if item["obstype"] == "OBJECT" and settings.cosmic_ray_rejection != "none":
             _quicklook(item, data, header, calibs, config, products, services)
+            earlier |= _product_keys(products)
         frame, report = reduce_frame(data, header, item["obstype"], item["camera"], _binning(item), calibs, settings)
     except UnsupportedFrame as exc:
         services.index.update_file(item["file_id"], {"status": STATUS_UNSUPPORTED, "error": str(exc)})
+        remove_unlisted(item["file_id"], earlier, services)
         return
     _stamp(frame.header)
     reduced_name = report["prefix"] + item["file_name"]
@@ -396,7 +463,7 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None
     fields = {
         "status": STATUS_REDUCED, "error": None, "products": products, "calibrations": wanted,
         "reduced_file_name": reduced_name, "reduction": _jsonable(report), "waiting_for": waiting,
-        "master_notes": master_notes,
+        "master_notes": master_notes, "reduction_version": version,
     }
     extracted = None
     if report["obstype"] == "OBJECT":
@@ -406,6 +473,7 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None
     elif report["obstype"] == "COMP":
         lamp_fields, lamp_products = spectroscopy.solve_lamp(item, frame, report["prefix"], services, settings)
         fields.update(lamp_fields, products=products + lamp_products)
+    fields["products"] = stamp_version(fields["products"], version)
     services.index.update_file(item["file_id"], fields)
     log.info("reduced %s -> %s (bias %s, flat %s)", item["file_name"], reduced_name,
              calibs.master_bias_name, calibs.master_flat_name)
@@ -413,6 +481,7 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig) -> None
         spectroscopy.calibrate({**item, **fields}, services, config, extracted)
     elif report["obstype"] == "COMP":
         spectroscopy.lamp_reduced({**item, **fields}, services, config)
+    remove_unlisted(item["file_id"], earlier, services)
 
 
 def _raw_preview(item, data, services) -> Dict[str, Any]:

@@ -68,4 +68,35 @@ def sqs_batch(event: Dict[str, Any], handle: Callable[[Any, Services, int], None
         except Exception:
             log.exception("message %s failed on attempt %d", record.get("messageId"), attempt)
             failures.append({"itemIdentifier": record["messageId"]})
+            back_off(services, record, attempt)
     return {"batchItemFailures": failures}
+
+
+def retry_delay(attempt: int, base: int) -> int:
+    """Seconds before a failed message is delivered again: doubling from `base`, so that
+    the queue's few deliveries span an outage of minutes rather than one visibility
+    timeout (capped at 15 min)."""
+    return int(min(base * 2 ** max(0, attempt - 1), 900))
+
+
+_queue_urls: Dict[str, str] = {}
+
+
+def back_off(services: Services, record: Dict[str, Any], attempt: int) -> None:
+    """Make a failed message invisible for `retry_delay` (SQS partial batch responses
+    leave a failed message to the queue's visibility timeout otherwise). Best effort:
+    the queue retries it either way."""
+    arn = record.get("eventSourceARN") or ""
+    handle = record.get("receiptHandle")
+    if not arn.startswith("arn:") or not handle:
+        return
+    try:
+        if arn not in _queue_urls:
+            parts = arn.split(":")
+            _queue_urls[arn] = services.sqs.get_queue_url(QueueName=parts[5],
+                                                          QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
+        services.sqs.change_message_visibility(QueueUrl=_queue_urls[arn], ReceiptHandle=handle,
+                                               VisibilityTimeout=retry_delay(attempt,
+                                                                             services.settings.retry_backoff_seconds))
+    except Exception:
+        log.warning("could not delay the retry of message %s", record.get("messageId"), exc_info=True)

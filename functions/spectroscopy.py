@@ -30,7 +30,8 @@ from functions.core.calibrations import compare_setup, nights_from, rank_calibra
 from functions.core.plot import spectrum_png
 from functions.core.spectra import (calibrate_target, calibrated_fits, central_lamp_spectrum, extract_targets,
                                     extracted_fits, lamp_spectrum_for, solve_target, trace_from_summary)
-from functions.products import put_file_product, read_fits, read_fits_hdus, stem_of
+from functions.products import (product_keys, put_file_product, read_fits, read_fits_hdus, remove_unlisted,
+                                stamp_version, stem_of)
 from functions.services import send_task
 
 log = logging.getLogger("goodman_live.spectra")
@@ -262,6 +263,7 @@ def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extrac
     if extracted is None and item.get("lamp") == ref and ref is not None:
         return
     kept = [p for p in item.get("products", []) if p.get("kind") not in CALIBRATED_KINDS]
+    earlier = product_keys(p for p in item.get("products", []) if p.get("kind") in CALIBRATED_KINDS)
     if choice.lamp is None:
         reason = _no_lamp_reason(item, choice)
         for s in spectra:
@@ -269,6 +271,7 @@ def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extrac
         services.index.update_file(item["file_id"], {
             "spectra": spectra, "products": kept, "lamp": None, "waiting_for": _waiting(item, True),
             "calibration_notes": _calibration_notes(item, []), **spectra_status(item, spectra, reason)})
+        remove_unlisted(item["file_id"], earlier, services)
         return
     lamp = choice.lamp
     lamp_data, lamp_header = _load_lamp(lamp, services)
@@ -279,9 +282,11 @@ def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extrac
         s.update(_calibrate_one(item, s, choice, lamp_data, lamp_header, extracted, services, config, new,
                                 mapping_notes))
     lamp_notes = list(dict.fromkeys(choice.notes + mapping_notes))
+    new = stamp_version(new, int(item.get("reduction_version") or 1))
     services.index.update_file(item["file_id"], {
         "spectra": spectra, "products": kept + new, "lamp": ref, "waiting_for": _waiting(item, False),
         "calibration_notes": _calibration_notes(item, lamp_notes), **spectra_status(item, spectra)})
+    remove_unlisted(item["file_id"], earlier, services)
     log.info("calibrated %s with %s: %s", item["file_name"], lamp["file_name"],
              ", ".join(f"#{s['number']} " + (f"rms {s['wavelength']['rms_pixels']:.3f} px" if s.get("wavelength")
                                               else f"failed ({s.get('wavelength_error')})") for s in spectra))
@@ -368,10 +373,15 @@ def _serves_better(lamp: Dict[str, Any], f: Dict[str, Any], tol: float) -> bool:
     return bool(best) and best[0][0]["file_id"] == lamp["file_id"]
 
 
-def lamp_reduced(lamp: Dict[str, Any], services, config) -> int:
+def lamp_reduced(lamp: Dict[str, Any], services, config, settle: bool = True) -> int:
     """Ask for the calibration of the science frames this lamp now serves best: those
     of its night, and of the later nights of the window, with no lamp, a lamp that
-    ranks lower, or this lamp reduced differently."""
+    ranks lower, or this lamp reduced differently. The night's listing (a GSI) may not
+    yet show a science frame reduced in the same instant, so with `settle` the same
+    look is taken again once it has caught up (calibrate is idempotent)."""
+    if settle:
+        send_task(services, {"task": "lamp_reduced", "file_id": lamp["file_id"]},
+                  delay=services.settings.gsi_settle_seconds)
     tol, sent = _tolerance(config), 0
     nights = [lamp["night"]]
     if config.settings.lamp_other_nights:

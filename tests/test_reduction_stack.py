@@ -256,19 +256,23 @@ def test_a_quicklook_spectrum_comes_before_the_clean_one_and_gives_way_to_it(sys
     key = f"{system.raw_prefix}{night}/{name}"
     s3.put_object(Bucket=system.raw_bucket, Key=key, Body=source.read_bytes())
     file_id = file_id_for(system.raw_bucket, key)
-    deadline = time.monotonic() + 60
+    deadline, seen = time.monotonic() + 60, set()
     while time.monotonic() < deadline:
         f = api.json(f"/api/files/{file_id}") if api.get(f"/api/files/{file_id}").status_code == 200 else {}
         kinds = {p["kind"] for p in f.get("products", [])}
+        seen |= kinds
         if "calibrated" in kinds and system.idle():
             break
         time.sleep(0.05)
     assert "calibrated" in kinds, f
+    assert "quicklook_spectrum" in seen               # listed first
     assert "quicklook_spectrum" not in kinds          # the clean spectrum replaced it
     products_bucket = system.stack.definition["products_bucket"]["name"]
     listed = s3.list_objects_v2(Bucket=products_bucket, Prefix=f"{night}/0099_EG21_again/")
     names = [o["Key"].rsplit("/", 1)[1] for o in listed.get("Contents", [])]
-    assert "0099_EG21_again_target_1_quicklook_spectrum.png" in names, names
+    # and, superseded, it is gone from storage too: every object there is listed
+    assert "0099_EG21_again_target_1_quicklook_spectrum.png" not in names, names
+    assert sorted(names) == sorted(p["key"].rsplit("/", 1)[1] for p in f["products"])
 
 
 def test_a_night_without_a_lamp_is_calibrated_with_the_nearest_earlier_nights_lamp(system, s3, api, sim_night,

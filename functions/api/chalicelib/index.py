@@ -39,7 +39,7 @@ MASTER_READY = "ready"
 
 NIGHTS_PK = "NIGHTS"
 FILE_SK = "FILE"
-_KEY_ATTRS = ("pk", "sk", "night_pk", "night_sk", "type_pk", "updated_sk")
+_KEY_ATTRS = ("pk", "sk", "night_pk", "night_sk", "type_pk", "updated_sk", "claim_token", "claim_until")
 
 # How far back a changes cursor is held, so that a write stamped just before a poll
 # but committed just after it is still delivered (clients merge by file_id).
@@ -192,6 +192,35 @@ class FileIndex:
         self._db.update_item(TableName=self._table, Key=_encode({"pk": f"FILE#{file_id}", "sk": FILE_SK}),
                              ConditionExpression="attribute_exists(pk)", **_set_fields(fields))
 
+    def claim_file(self, file_id: str, token: str, lease_seconds: int) -> Optional[str]:
+        """Become the one worker reducing this file (or renew the claim). None when
+        claimed, else the time another live worker's claim runs out. A worker that dies
+        loses its claim when the lease ends, so nothing waits for it forever."""
+        now = datetime.now(timezone.utc)
+        try:
+            self._db.update_item(
+                TableName=self._table, Key=_encode({"pk": f"FILE#{file_id}", "sk": FILE_SK}),
+                UpdateExpression="SET claim_token = :t, claim_until = :u",
+                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(claim_until) OR "
+                                    "claim_until < :now OR claim_token = :t)",
+                ExpressionAttributeValues=_encode({":t": token, ":now": now.isoformat(),
+                                                   ":u": (now + timedelta(seconds=lease_seconds)).isoformat()}))
+            return None
+        except self._db.exceptions.ConditionalCheckFailedException:
+            item = self.get_file(file_id)
+            if item is None:
+                return None     # no such file: nothing to hold, and the task will find nothing
+            return item.get("claim_until") or now.isoformat()
+
+    def release_file(self, file_id: str, token: str) -> None:
+        try:
+            self._db.update_item(
+                TableName=self._table, Key=_encode({"pk": f"FILE#{file_id}", "sk": FILE_SK}),
+                UpdateExpression="REMOVE claim_token, claim_until", ConditionExpression="claim_token = :t",
+                ExpressionAttributeValues=_encode({":t": token}))
+        except self._db.exceptions.ConditionalCheckFailedException:
+            pass    # the lease ran out and another worker holds it now
+
     # ---- master calibrations --------------------------------------------------
     def claim_master(self, kind: str, group: str, night: str, count: int, members_hash: str,
                      lease_seconds: int = 120) -> bool:
@@ -210,6 +239,16 @@ class FileIndex:
             return True
         except self._db.exceptions.ConditionalCheckFailedException:
             return False
+
+    def renew_master(self, kind: str, group: str, night: str, count: int, members_hash: str,
+                     lease_seconds: int) -> None:
+        """Extend a live builder's lease (a build of many full frames outlasts one)."""
+        until = (datetime.now(timezone.utc) + timedelta(seconds=lease_seconds)).isoformat()
+        self._db.update_item(
+            TableName=self._table, Key=_master_key(kind, group, night, count, members_hash),
+            UpdateExpression="SET lease_until = :u", ConditionExpression="#s = :building",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_encode({":u": until, ":building": MASTER_BUILDING}))
 
     def finish_master(self, kind: str, group: str, night: str, count: int, members_hash: str,
                       fields: Dict[str, Any]) -> None:
@@ -232,7 +271,9 @@ class FileIndex:
         """Ready master versions of a group made on nights first..last, newest night and
         most frames first: one Query, whatever the size of the archive."""
         items: List[Dict[str, Any]] = []
-        kwargs = dict(TableName=self._table, ScanIndexForward=False,
+        # Strongly consistent: a frame reduced the instant its master is finished must
+        # see it (the base table offers that; a GSI never does).
+        kwargs = dict(TableName=self._table, ScanIndexForward=False, ConsistentRead=True,
                       KeyConditionExpression="pk = :pk AND sk BETWEEN :a AND :b",
                       FilterExpression="#s = :ready", ExpressionAttributeNames={"#s": "status"},
                       ExpressionAttributeValues=_encode({":pk": f"MASTER#{kind}#{group}", ":a": first_night,

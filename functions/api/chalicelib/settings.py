@@ -21,6 +21,12 @@ class Settings:
     work_queue_url: Optional[str] = None
     calibration_window_days: int = 7
     reduction_overrides: str = "{}"
+    #: first delay before a failed message is retried; doubles per delivery
+    retry_backoff_seconds: int = 30
+    #: how long after a write the night's listings (GSIs) are trusted to show it: work a
+    #: new master or lamp makes possible is looked for again after this long, so a frame
+    #: indexed in the same instant is not missed (the consistency sweep is the last net)
+    gsi_settle_seconds: int = 10
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -39,13 +45,20 @@ class Settings:
             work_queue_url=environ.get("WORK_QUEUE_URL") or None,
             calibration_window_days=int(environ.get("CALIBRATION_WINDOW_DAYS", "7")),
             reduction_overrides=environ.get("REDUCTION_SETTINGS", "{}"),
+            retry_backoff_seconds=int(environ.get("RETRY_BACKOFF_SECONDS", "30")),
+            gsi_settle_seconds=int(environ.get("GSI_SETTLE_SECONDS", "10")),
         )
 
     def client(self, service: str):
         """A boto3 client for this deployment; created by callers once, at the edge."""
         import boto3
+        from botocore.config import Config
 
-        return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url)
+        # botocore waits 60 s for an answer by default: in an outage that holds a worker
+        # a minute per request. A request that has not answered in 20 s is retried (a
+        # reduced 2x2 frame is written in well under a second inside a region).
+        config = Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 3})
+        return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url, config=config)
 
     def resource(self, service: str):
         import boto3
