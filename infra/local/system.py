@@ -13,11 +13,16 @@ from typing import List, Optional
 from infra.local.runner import QueuePoller
 from infra.local.server import LocalServer
 from infra.local.stack import LocalStack
+from infra.local.sweeper import Sweeper
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 class EmbeddedSystem:
+    #: seconds between consistency sweeps (EventBridge's schedule in AWS: 5 minutes)
+    sweep_seconds: float = 10.0
+    sweeper: Optional[Sweeper] = None
+
     def __init__(self, workers: int = 2, http_port: int = 0, static_dir: Optional[Path] = None,
                  visibility_timeout: int = 5):
         self.stack = LocalStack(visibility_timeout=visibility_timeout)
@@ -57,9 +62,12 @@ class EmbeddedSystem:
             self.static_dir = Path(self._tmp.name)
         build(self.static_dir)
         self.server = LocalServer(self.static_dir, port=self.http_port).start()
+        self.sweeper = Sweeper(self.sweep_seconds).start()
         return self
 
     def stop(self) -> None:
+        if self.sweeper:
+            self.sweeper.stop()
         for p in self.pollers:
             p.stop()
         if self.server:
