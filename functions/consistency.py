@@ -174,16 +174,20 @@ def _check_night(night, services, config, report, repair, stuck_after, orphan_gr
             listed.add(item.get("raw_key"))
         _check_item(item, keys, products, raw, services, config, report, repair, stuck_after, now)
     indexed = {item["file_id"] for item in items}
+    reingested = set()
     for key, modified in sorted(raw.items()):
         if file_id_for(settings.raw_bucket, key) in indexed or _age_seconds(modified.isoformat(), now) < raw_grace:
             continue
         f = report.add(Finding("raw_without_item", night, f"{key} was never indexed", key=key,
                                action="ingest it again"))
+        reingested.add(f"{night}/{stem_of(key[len(settings.raw_prefix) + len(night) + 1:])}/")
         if repair:
             f.repaired = _reingest(services, key, modified)
     for key, modified in sorted(products.items()):
         if key in listed or _age_seconds(modified.isoformat(), now) < orphan_grace:
             continue
+        if any(key.startswith(folder) for folder in reingested):
+            continue    # its file is being indexed again and will list it
         f = report.add(Finding("orphan_object", night, f"s3://{settings.products_bucket}/{key} is listed by no item",
                                key=key, action="delete it"))
         if repair:
