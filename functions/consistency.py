@@ -35,7 +35,7 @@ from functions.api.chalicelib.index import (
     FINAL_STATUSES, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCED, FileIndex, file_id_for, iter_all_files,
 )
 from functions.core import calibrations as cal
-from functions.products import product_key, stem_of
+from functions.products import item_product_key, stem_of
 from functions.services import Services, send_task
 
 log = logging.getLogger("goodman_live.consistency")
@@ -301,7 +301,7 @@ def _restore_products(item, missing, services):
     if item.get("obstype") in cal.REDUCED_TYPES and item.get("status") == STATUS_REDUCED:
         send_task(services, {"task": "reduce", "file_id": item["file_id"], "force": True})
         return "reduce it again", True
-    header = product_key(item["night"], item["file_name"], stem_of(item["file_name"]) + ".header.txt")
+    header = item_product_key(item, stem_of(item["file_name"]) + ".header.txt")
     if missing == [header] and item.get("raw_bucket") == services.settings.raw_bucket:
         from functions import ingest
 

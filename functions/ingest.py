@@ -25,7 +25,7 @@ from functions.core.fitsheader import (
     HEADER_PROBE_BYTES, BadFrame, NeedMoreBytes, check_complete, header_end, parse_primary_header,
 )
 from functions.s3events import BadMessage, Ignored, ObjectCreated, parse_body
-from functions.products import product_key, put_product, stem_of
+from functions.products import item_product_key, put_product, stem_of
 from functions.services import Services, gave_up, send_task, sqs_batch
 
 log = logging.getLogger("goodman_live.ingest")
@@ -55,20 +55,23 @@ def handle_message(body: Any, services: Services, attempt: int = 1) -> None:
 
 
 def split_key(key: str, prefix: str) -> Tuple[Optional[str], str]:
-    """(night, file name) from '{prefix}{night}/{file}'; night None if the key is elsewhere."""
+    """(night, path below the night) from '{prefix}{night}/{path}', where the path is the
+    file's name or, for a file the agent found in a folder below the night's, that
+    folder and the name ('RAW/0267.fits'); night None if the key is elsewhere."""
     rest = key[len(prefix):] if prefix and key.startswith(prefix) else key
-    night, _, name = rest.partition("/")
-    if name and _NIGHT.match(night):
-        return night, name
+    night, _, path = rest.partition("/")
+    if path and _NIGHT.match(night):
+        return night, path
     return None, posixpath.basename(key)
 
 
 def _base_fields(event: ObjectCreated, settings) -> Dict[str, Any]:
-    night, name = split_key(event.key, settings.raw_prefix)
+    night, path = split_key(event.key, settings.raw_prefix)
     return {
         "file_id": file_id_for(event.bucket, event.key),
         "night": night or "unsorted",
-        "file_name": name,
+        "file_name": posixpath.basename(path),
+        "path": path,
         "raw_bucket": event.bucket,
         "raw_key": event.key,
         "etag": event.etag,
@@ -154,7 +157,7 @@ def write_header_product(services: Services, fields: Dict[str, Any], header) -> 
     """The raw primary header as text: what observers open first when a frame looks odd."""
     name = stem_of(fields["file_name"]) + ".header.txt"
     body = header.tostring(sep="\n", endcard=True, padding=False).encode("ascii", "replace")
-    return put_product(services, product_key(fields["night"], fields["file_name"], name), name, "header", body,
+    return put_product(services, item_product_key(fields, name), name, "header", body,
                        "text/plain")
 
 

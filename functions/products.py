@@ -11,8 +11,20 @@ def stem_of(file_name: str) -> str:
     return file_name.rsplit(".", 1)[0]
 
 
-def product_key(night: str, file_name: str, product_name: str) -> str:
-    return f"{night}/{stem_of(file_name)}/{product_name}"
+def product_key(night: str, path: str, product_name: str) -> str:
+    """`path` is the raw file's path below its night (its name, or `RAW/0267.fits` for a
+    file the agent found in a folder below the night's): two folders never share a key."""
+    return f"{night}/{stem_of(path)}/{product_name}"
+
+
+def raw_path(item: Dict[str, Any]) -> str:
+    """The raw file's path below its night (items written before nested folders have
+    only the name)."""
+    return item.get("path") or item["file_name"]
+
+
+def item_product_key(item: Dict[str, Any], product_name: str) -> str:
+    return product_key(item["night"], raw_path(item), product_name)
 
 
 def put_product(services, key: str, file_name: str, kind: str, body: bytes, content_type: str) -> Dict[str, Any]:
@@ -25,7 +37,7 @@ def put_product(services, key: str, file_name: str, kind: str, body: bytes, cont
 def put_file_product(services, item: Dict[str, Any], name: str, kind: str, body: bytes,
                      content_type: str) -> Dict[str, Any]:
     """A product of one raw file, filed under that file's folder."""
-    return put_product(services, product_key(item["night"], item["file_name"], name), name, kind, body, content_type)
+    return put_product(services, item_product_key(item, name), name, kind, body, content_type)
 
 
 def product_keys(products) -> set:

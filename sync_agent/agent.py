@@ -1,8 +1,8 @@
-"""Upload each FITS file in a folder once it is complete, exactly once, verified.
+"""Upload each FITS file in a folder tree once it is complete, exactly once, verified.
 
 Three parts that only talk through the journal (SQLite in `state_dir`):
   the watcher   records files as they appear and queues each once it is whole FITS;
-  the uploaders hash a queued file once, put it under `{prefix}{night}/{name}` and
+  the uploaders hash a queued file once, put it under `{prefix}{night}/{path}` and
                 prove it arrived (uploader.py); newest files first, so tonight's target
                 never waits behind last night's backfill;
   the backoff   keeps them from hammering storage that is down, and lets them all go
@@ -25,9 +25,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sync_agent.backoff import Backoff, jittered
 from sync_agent.checksums import Digests
 from sync_agent.journal import Journal, export_uploaded
-from sync_agent.night import night_of, read_date_obs
+from sync_agent.night import object_key, read_date_obs
 from sync_agent.uploader import FileChanged, NotVerified, Uploader, open_version
-from sync_agent.watcher import FITS_SUFFIXES, FolderWatcher
+from sync_agent.watcher import FITS_SUFFIXES, TreeWatcher
 
 log = logging.getLogger("goodman_live.sync")
 __all__ = ["SyncAgent", "FITS_SUFFIXES"]
@@ -59,7 +59,7 @@ class SyncAgent:
         self.on_upload = on_upload
         self.journal = Journal(self.state_dir)
         self._work = threading.Condition()
-        self.watcher = FolderWatcher(self.watch_dir, self.journal, settle=settle, stale_after=stale_after,
+        self.watcher = TreeWatcher(self.watch_dir, self.journal, settle=settle, stale_after=stale_after,
                                      rescan=rescan, on_queued=self._wake, use_inotify=use_inotify)
         self.uploader = Uploader(s3, bucket, multipart_threshold=multipart_threshold, part_size=part_size,
                                  verify=verify)
@@ -80,8 +80,11 @@ class SyncAgent:
         return self.watcher.settle
 
     def key_for(self, path: Path) -> str:
-        night = night_of(read_date_obs(str(path)), path.stat().st_mtime)
-        return f"{self.prefix}{night}/{path.name}"
+        """`{prefix}{night}/{path below the night}`: the night from the nearest dated
+        folder (the watch root's own name included), else from DATE-OBS or the mtime."""
+        relpath = path.relative_to(self.watch_dir).as_posix()
+        return object_key(self.prefix, relpath, self.watch_dir.resolve().name, read_date_obs(str(path)),
+                          path.stat().st_mtime)
 
     def _wake(self) -> None:
         with self._work:

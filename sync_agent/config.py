@@ -39,7 +39,7 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("watch", str, None, "folder the instrument writes into"),
+    Setting("watch", str, None, "data folder the instrument writes into (watched with every folder below it)"),
     Setting("bucket", str, None, "raw bucket"),
     Setting("endpoint_url", str, None, "S3-compatible endpoint (MinIO, SeaweedFS, moto); default AWS"),
     Setting("prefix", str, "raw/", "key prefix (default raw/)"),

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import boto3
 import numpy as np
@@ -379,16 +379,20 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_storage(s3, bucket: str, prefix: str, expected: Dict[str, bytes], state: Path, label: str) -> dict:
+def check_storage(s3, bucket: str, prefix: str, expected: Dict[str, bytes], state: Path, label: str,
+                  key_of: Optional[Callable[[str], str]] = None) -> dict:
     """Every expected key present once with the file's bytes, nothing else, no open
-    multipart uploads, and a journal that agrees. Prints the counts."""
+    multipart uploads, and a journal that agrees. Prints the counts. `expected` is by
+    path below the watched folder; `key_of` gives its key below `prefix` (by default
+    the test night's folder and the path)."""
     from sync_agent.journal import Journal
 
     found: Dict[str, dict] = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             found[obj["Key"]] = obj
-    want = {f"{prefix}{NIGHT}/{name}": data for name, data in expected.items()}
+    key_of = key_of or (lambda name: f"{NIGHT}/{name}")
+    want = {f"{prefix}{key_of(name)}": data for name, data in expected.items()}
     missing, extra = sorted(set(want) - set(found)), sorted(set(found) - set(want))
     bad = [k for k, data in want.items() if k in found and
            sha256(s3.get_object(Bucket=bucket, Key=k)["Body"].read()) != sha256(data)]

@@ -41,6 +41,22 @@ def test_keys_with_spaces_and_plus_signs(system, s3, api):
     assert item["file_name"] == name and item["raw_key"] == key and item["status"] == "indexed"
 
 
+def test_files_of_two_folders_below_one_night_keep_apart(system, s3, api):
+    """The agent keeps the path below a dated folder in the key (raw/2018-03-19/red/...):
+    the item is named as the file is, and the two files' products cannot collide."""
+    name = _unique("0106_flat") + ".fits"
+    items = []
+    for folder in ("red", "blue/RAW"):
+        _, fid = _put(system, s3, f"{folder}/{name}", real_fits("goodman_blue_flat.fits"))
+        items.append(api.wait_for(fid))
+    for folder, item in zip(("red", "blue/RAW"), items):
+        assert item["status"] == "indexed" and item["night"] == "2018-03-19", item
+        assert item["file_name"] == name and item["path"] == f"{folder}/{name}"
+        (product,) = item["products"]
+        assert product["key"] == f"2018-03-19/{folder}/{name[:-5]}/{name[:-5]}.header.txt"
+    assert items[0]["file_id"] != items[1]["file_id"]
+
+
 def test_truncated_upload_fails_with_the_reason(system, s3, api):
     raw = real_fits("goodman_red_comp.fits")
     _, fid = _put(system, s3, _unique("0103_cut") + ".fits", raw[: len(raw) - 2880])

@@ -229,3 +229,74 @@ def test_a_burst_of_hundreds_of_files(storage, tmp_path, request):
     check_storage(s3_client(storage.endpoint_url), BUCKET, prefix, expected, agent.state,
                   f"burst of 300, {type(storage).__name__}")
     print(f"  written in {wrote:.1f} s, all verified in storage {took:.1f} s after the first")
+
+
+def _night_frames(count: int):
+    """`count` real Goodman frames of one afternoon (../shared), else simulated frames of
+    the same size: {name: bytes}."""
+    from tests.conftest import SHARED_REAL
+
+    folder = SHARED_REAL / "jsreding_930_20180203"
+    if folder.is_dir():
+        paths = sorted(folder.glob("*.fits"))[:count]
+        if len(paths) == count:
+            return {p.name: p.read_bytes() for p in paths}, "real"
+    from tests.sync_faults import fits_bytes
+
+    return {f"{i:04d}_sim.fits": fits_bytes(seed=i, side=640) for i in range(count)}, "simulated"
+
+
+def test_a_night_folder_below_the_root_with_sigkills(storage, tmp_path, request):
+    """The Goodman data disk: one folder per night under the root the agent watches.
+    The night's folder is made after the agent started, its 40 frames written in pieces
+    as the instrument does, a second night's folder holds frames of the same names, and
+    the agent is killed three times. Every frame is stored once, byte-identical, under
+    its night from the folder name."""
+    root = tmp_path / "data"
+    root.mkdir()
+    prefix = _prefix(request)
+    frames, kind = _night_frames(40)
+    other = dict(list(frames.items())[:3])          # the next night: the same file names again
+    agent = AgentProcess(root, tmp_path / "state", BUCKET, storage.endpoint_url, prefix).start()
+    time.sleep(0.5)
+
+    def observe():
+        night = root / "20180203"
+        night.mkdir()
+        for name, data in frames.items():
+            with open(night / name, "wb") as fh:    # in four writes, as a slow writer
+                quarter = -(-len(data) // 4)
+                for i in range(4):
+                    fh.write(data[i * quarter:(i + 1) * quarter])
+                    fh.flush()
+            time.sleep(0.08)                        # 40 frames over ~3.5 s: the kills fall among them
+        nxt = root / "2018-02-04" / "RAW"
+        nxt.mkdir(parents=True)
+        for name, data in other.items():
+            (nxt / name).write_bytes(data)
+        return {}
+
+    writer, _ = in_background(observe)
+    rng = random.Random(11)
+    t0 = time.monotonic()
+    for _ in range(3):
+        time.sleep(rng.uniform(0.5, 1.5))
+        agent.kill9()
+        agent.start()
+    writer.join()
+    agent.wait_done(len(frames) + len(other), timeout=120)
+    took = time.monotonic() - t0
+    assert agent.stop() == 0
+    expected = {f"20180203/{n}": d for n, d in frames.items()}
+    expected.update({f"2018-02-04/RAW/{n}": d for n, d in other.items()})
+
+    def key_of(path):
+        folder, rest = path.split("/", 1)
+        return f"{folder[:4]}-{folder[4:6]}-{folder[6:8]}/{rest}" if "-" not in folder else path
+
+    summary = check_storage(s3_client(storage.endpoint_url), BUCKET, prefix, expected, agent.state,
+                            f"nested night folders, {len(frames)} {kind} frames, kill -9 x3, "
+                            f"{type(storage).__name__}", key_of=key_of)
+    print(f"  all {summary['files']} stored once and byte-identical {took:.1f} s after the first write")
+    assert summary["files"] == 43
+    assert not uploaded_twice(agent.log.read_text())
