@@ -69,11 +69,14 @@ def remove_unlisted(file_id: str, candidates: set, services) -> int:
 def read_fits_hdus(s3, bucket: str, key: str):
     """Every HDU's (data, header) of a FITS object, read whole into memory (the 1-D
     products keep their variance and sky in further HDUs)."""
+    return _hdus(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def _hdus(body: bytes):
     import io
 
     from astropy.io import fits
 
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     with fits.open(io.BytesIO(body), memmap=False) as hdul:
         return [(h.data, h.header.copy()) for h in hdul]
 
@@ -81,3 +84,12 @@ def read_fits_hdus(s3, bucket: str, key: str):
 def read_fits(s3, bucket: str, key: str):
     """(data, header) of the first HDU of a FITS object."""
     return read_fits_hdus(s3, bucket, key)[0]
+
+
+def read_raw_fits(s3, bucket: str, key: str):
+    """(data, header) of a raw frame, its primary header repaired as ingest repaired it
+    (a non-ASCII OBJECT, a card astropy must fix, a missing optional keyword), with the
+    HISTORY cards saying so: every product is written from this header."""
+    from functions.core.fitsheader import repair_file
+
+    return _hdus(repair_file(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))[0]

@@ -4,13 +4,17 @@ the whole object can be a complete FITS file.
 The ingest function fetches only the start of each raw file (a ranged GET), so this
 works on a prefix of the file plus the object's total size. Problems with the file
 itself raise BadFrame: they are permanent and must end as a `failed` status with
-the reason, never as a retry.
+the reason, never as a retry. A header a careful astronomer could still read (a
+non-ASCII byte, a card astropy must fix, a missing optional keyword) is not a bad
+frame: it is repaired (headerfix) and the repairs are noted.
 """
 from __future__ import annotations
 
 from typing import Optional, Tuple
 
 from astropy.io import fits
+
+from .headerfix import RepairedHeader, UnreadableHeader, repair_header
 
 BLOCK = 2880
 CARD = 80
@@ -48,8 +52,9 @@ def header_end(prefix: bytes, object_size: Optional[int] = None) -> int:
     raise NeedMoreBytes(len(prefix) + HEADER_PROBE_BYTES)
 
 
-def parse_primary_header(prefix: bytes, object_size: Optional[int] = None) -> Tuple[fits.Header, int]:
-    """The primary header from a prefix of the file, and the bytes it takes up.
+def read_primary_header(prefix: bytes, object_size: Optional[int] = None) -> Tuple[RepairedHeader, int]:
+    """The primary header from a prefix of the file, repaired, with the notes saying
+    what was repaired, and the bytes the raw header takes up.
 
     Raises BadFrame, or NeedMoreBytes when the prefix is too short.
     """
@@ -59,13 +64,25 @@ def parse_primary_header(prefix: bytes, object_size: Optional[int] = None) -> Tu
             raise BadFrame(f"truncated: the header needs {end} bytes, the object has {object_size}")
         raise NeedMoreBytes(end)
     try:
-        text = prefix[:end].decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise BadFrame(f"not a FITS file: non-ASCII byte in the header at offset {exc.start}") from exc
-    try:
-        return fits.Header.fromstring(text), end
-    except Exception as exc:  # astropy raises several types for malformed cards
+        return repair_header(prefix[:end]), end
+    except UnreadableHeader as exc:
         raise BadFrame(f"unreadable FITS header: {exc}") from exc
+
+
+def parse_primary_header(prefix: bytes, object_size: Optional[int] = None) -> Tuple[fits.Header, int]:
+    """read_primary_header without the notes (they are in the header's HISTORY)."""
+    repaired, end = read_primary_header(prefix, object_size)
+    return repaired.header, end
+
+
+def repair_file(raw: bytes) -> bytes:
+    """The whole FITS file with its primary header repaired as ingest repairs it, for
+    astropy to read (astropy reads a Latin-1 byte as '?' and cannot write it back); the
+    file itself when its header needs no repair. Raises BadFrame."""
+    repaired, end = read_primary_header(raw, len(raw))
+    if not repaired.repairs:
+        return raw
+    return repaired.header.tostring().encode("ascii") + raw[end:]
 
 
 def data_size(header: fits.Header) -> int:
