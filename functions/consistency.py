@@ -16,9 +16,13 @@ decision that matters is made idempotent and looked at again a few seconds later
   raw_without_item  a raw object the ingest never indexed;
   orphan_object an object in the products bucket no item lists (older than
                 `orphan_grace`, so a reduction writing right now is left alone);
+  abandoned_upload  a multipart upload to the night's raw folder begun more than
+                `abandoned_after` ago and never completed (its parts are billed
+                until aborted; in AWS the raw bucket's lifecycle rule aborts them
+                after a day, this check sooner and also where there is no lifecycle);
 
 and with `repair` fixes what it can: queues the work again, marks what cannot be
-had `failed` with the reason, deletes orphans. The same code runs as
+had `failed` with the reason, deletes orphans, aborts abandoned uploads. The same code runs as
 `python -m infra.local check`, `python -m functions.operations check` and, every few
 minutes, as the scheduled function in AWS (`scheduled_handler`).
 """
@@ -44,6 +48,8 @@ log = logging.getLogger("goodman_live.consistency")
 MAX_REQUEUES = 3
 #: A raw object younger than this may simply not have been ingested yet.
 RAW_GRACE_SECONDS = 120.0
+#: A multipart upload open this long is abandoned: a Goodman frame uploads in minutes.
+ABANDONED_UPLOAD_SECONDS = 6 * 3600.0
 
 
 @dataclass
@@ -143,7 +149,7 @@ def _list_objects(s3, bucket: str, prefix: str) -> Dict[str, Any]:
 
 def check(services: Services, config, nights: Union[None, int, Sequence[str]] = 3, repair: bool = False,
           stuck_after: float = 900.0, orphan_grace: float = 3600.0, active_within: Optional[float] = None,
-          raw_grace: float = RAW_GRACE_SECONDS) -> Report:
+          raw_grace: float = RAW_GRACE_SECONDS, abandoned_after: float = ABANDONED_UPLOAD_SECONDS) -> Report:
     """Compare storage and index on `nights` (a count of the latest nights, a list of
     names, or None for all); with `repair`, fix what can be fixed."""
     started = time.monotonic()
@@ -155,6 +161,7 @@ def check(services: Services, config, nights: Union[None, int, Sequence[str]] = 
     cached = Services(services.settings, services.s3, services.sqs, _ListingCache(services.index))
     for night in names:
         _check_night(night, cached, config, report, repair, stuck_after, orphan_grace, raw_grace)
+        _check_uploads(night, cached, report, repair, abandoned_after)
     report.seconds = time.monotonic() - started
     return report
 
@@ -194,6 +201,24 @@ def _check_night(night, services, config, report, repair, stuck_after, orphan_gr
             services.s3.delete_object(Bucket=settings.products_bucket, Key=key)
             f.repaired = True
     _check_masters(night, items, services, config, report, repair)
+
+
+def _check_uploads(night, services, report, repair, abandoned_after) -> None:
+    """Multipart uploads to the night's raw folder that nobody will complete."""
+    settings, now = services.settings, datetime.now(timezone.utc)
+    pages = services.s3.get_paginator("list_multipart_uploads").paginate(
+        Bucket=settings.raw_bucket, Prefix=f"{settings.raw_prefix}{night}/")
+    for upload in (u for page in pages for u in page.get("Uploads", [])):
+        age = (now - upload["Initiated"]).total_seconds()
+        if age < abandoned_after:
+            continue
+        key = upload["Key"]
+        f = report.add(Finding("abandoned_upload", night, f"s3://{settings.raw_bucket}/{key}: a multipart upload "
+                                                          f"begun {age / 3600:.1f} h ago, never completed",
+                               key=key, action="abort it"))
+        if repair:
+            services.s3.abort_multipart_upload(Bucket=settings.raw_bucket, Key=key, UploadId=upload["UploadId"])
+            f.repaired = True
 
 
 def _check_item(item, keys, products, raw, services, config, report, repair, stuck_after, now) -> None:
@@ -256,7 +281,7 @@ def _stranded(item, services, config):
     if (any(w in waiting for w in ("master_bias", "master_flat"))
             or any(ref and ref.get("night") != item["night"] for ref in used.values())):
         wanted = reduction.best_calibrations(item, services, config)[3]
-        if wanted != used:
+        if not reduction.same_calibrations(wanted, used):
             return "a better master exists than the one it was reduced with", {"task": "reduce",
                                                                                 "file_id": item["file_id"]}
     if item.get("obstype") == "OBJECT" and item.get("spectra") and (

@@ -21,14 +21,18 @@ from functions.api.chalicelib.index import (
 )
 from functions.core.calibrations import REDUCED_TYPES, reason_not_reducible
 from functions.core.classify import classify
-from functions.core.fitsheader import (
+from functions.core.fitsheader import (  # parse_primary_header: consistency.py rewrites header products with it
     HEADER_PROBE_BYTES, BadFrame, NeedMoreBytes, check_complete, header_end, parse_primary_header,
+    read_primary_header,
 )
 from functions.s3events import BadMessage, Ignored, ObjectCreated, parse_body
 from functions.products import item_product_key, put_product, stem_of
+from functions import deadletters
 from functions.services import Services, gave_up, send_task, sqs_batch
 
 log = logging.getLogger("goodman_live.ingest")
+#: How a header repair (functions/core/headerfix.py) starts among the item's notes.
+HEADER_REPAIRED = "header repaired: "
 _NIGHT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -122,7 +126,8 @@ def ingest_object(event: ObjectCreated, services: Services) -> Dict[str, Any]:
         return fields
     fields.update(size=total, etag=etag or event.etag)
     try:
-        header, header_bytes = parse_primary_header(data, total)
+        repaired, header_bytes = read_primary_header(data, total)
+        header = repaired.header
         check_complete(header, header_bytes, total)
     except BadFrame as exc:
         fields.update(status=STATUS_FAILED, error=str(exc), obstype="UNKNOWN")
@@ -130,6 +135,9 @@ def ingest_object(event: ObjectCreated, services: Services) -> Dict[str, Any]:
         log.warning("failed %s: %s", event.key, exc)
         return fields
     info = classify(header)
+    # A repaired header is reduced all the same; the item and the page say what was read how.
+    info["header_repairs"] = list(repaired.repairs)
+    info["notes"] = [f"{HEADER_REPAIRED}{note}" for note in repaired.repairs] + info["notes"]
     if fields["night"] == "unsorted" and info.get("date_obs"):
         fields["night"] = info["date_obs"][:10]
         info["notes"].append(f"key not under {settings.raw_prefix}<night>/: night taken from DATE-OBS")
@@ -161,15 +169,17 @@ def write_header_product(services: Services, fields: Dict[str, Any], header) -> 
                        "text/plain")
 
 
-def _mark(event: ObjectCreated, services: Services, status: str, error_for) -> None:
-    """Set a file's status, creating its item if work failed before it was indexed.
-    `error_for(existing item)` gives the error text, or None to leave the item alone."""
+def _mark(event: ObjectCreated, services: Services, status: str, error_for, extra=None) -> None:
+    """Set a file's status (and the `extra` fields), creating its item if work failed
+    before it was indexed. `error_for(existing item)` gives the error text, or None to
+    leave the item alone."""
     fields = _base_fields(event, services.settings)
     existing = services.index.get_file(fields["file_id"]) or {}
     error = error_for(existing)
     if error is None:
         return
-    merged = {**existing, **{k: v for k, v in fields.items() if v is not None}, "status": status, "error": error}
+    merged = {**existing, **{k: v for k, v in fields.items() if v is not None}, "status": status, "error": error,
+              **(extra or {})}
     services.index.record_file(merged)
 
 
@@ -188,14 +198,26 @@ def dlq_handler(event: Dict[str, Any], context: Any = None) -> Dict[str, Any]:
 
 
 def dead_lettered(body: Any, services: Services, attempt: int = 1) -> None:
-    """A message the queue gave up on: its files end `failed`, with the last error."""
+    """A message the queue gave up on: kept for the operator to redrive
+    (functions.operations), and its files, unless indexed since, end `failed` with the
+    last error."""
     receive_count = services.settings.max_receive_count
     try:
-        events = parse_body(body)
+        events = [e for e in parse_body(body) if not isinstance(e, Ignored)]
     except BadMessage:
         log.error("a dead-lettered message is not an S3 notification: %.200s", body)
+        deadletters.record(services, deadletters.INGEST, body, "not an S3 notification", [], receive_count)
         return
+    files, reasons = [], []
     for event in events:
-        if not isinstance(event, Ignored):
-            _mark(event, services, STATUS_FAILED, lambda existing: None if existing.get("status") in FINAL_STATUSES
-                  else gave_up(receive_count, existing.get("error")))
+        fields = _base_fields(event, services.settings)
+        existing = services.index.get_file(fields["file_id"]) or {}
+        files.append(deadletters.file_ref(fields))
+        reasons.append(gave_up(receive_count, existing.get("error")))
+    if not events:
+        return
+    entry = deadletters.record(services, deadletters.INGEST, body, "; ".join(dict.fromkeys(reasons)), files,
+                               receive_count)
+    for event in events:
+        _mark(event, services, STATUS_FAILED, lambda existing: None if existing.get("status") in FINAL_STATUSES
+              else gave_up(receive_count, existing.get("error")), extra={"dead_letter": deadletters.note(entry)})

@@ -33,8 +33,9 @@ from functions.core.preview import png_preview
 from functions.leases import Renewing
 from functions.core.reduce import Calibrations, ReductionSettings, UnsupportedFrame, reduce_frame
 from functions.products import (product_keys as _product_keys, put_file_product, put_product, read_fits,
-                                remove_unlisted, stamp_version, stem_of)
-from functions.services import TASK_KEY, Services, gave_up, send_task, sqs_batch
+                                read_raw_fits, remove_unlisted, stamp_version, stem_of)
+from functions import deadletters
+from functions.services import Services, gave_up, parse_task, send_task, sqs_batch
 from functions.versions import GOODMAN_LIVE_VERSION, goodman_pipeline_version
 
 log = logging.getLogger("goodman_live.reduction")
@@ -121,15 +122,6 @@ def dlq_handler(event: Dict[str, Any], context: Any = None) -> Dict[str, Any]:
     return sqs_batch(event, dead_lettered)
 
 
-def parse_task(body: Any) -> Optional[Dict[str, Any]]:
-    try:
-        body = json.loads(body) if isinstance(body, str) else body
-    except json.JSONDecodeError:
-        return None
-    task = body.get(TASK_KEY) if isinstance(body, dict) else None
-    return task if isinstance(task, dict) else None
-
-
 def handle_message(body: Any, services: Services, attempt: int = 1) -> None:
     task = parse_task(body)
     if task is None:
@@ -148,12 +140,21 @@ def handle_message(body: Any, services: Services, attempt: int = 1) -> None:
 
 
 def dead_lettered(body: Any, services: Services, attempt: int = 1) -> None:
+    """A task the queue gave up on: kept for the operator to redrive (functions.operations),
+    and its file, unless it has finished since, ends `failed` with the last error."""
     task = parse_task(body) or {}
-    log.error("task gave up after %d deliveries: %s", services.settings.max_receive_count, task)
+    deliveries = services.settings.max_receive_count
+    log.error("task gave up after %d deliveries: %s", deliveries, task)
     existing = services.index.get_file(task["file_id"]) if task.get("file_id") else None
+    reason = gave_up(deliveries, existing.get("error") if existing else
+                     f"not recorded (a {task.get('task') or 'malformed'} task names no file: see the reduction "
+                     f"function's log)")
+    files = ([deadletters.file_ref(existing)] if existing else
+             [{"file_id": task["file_id"]}] if task.get("file_id") else [])
+    entry = deadletters.record(services, deadletters.REDUCE, body, reason, files, deliveries)
     if existing and existing.get("status") not in FINAL_STATUSES:
-        services.index.update_file(task["file_id"], {
-            "status": STATUS_FAILED, "error": gave_up(services.settings.max_receive_count, existing.get("error"))})
+        services.index.update_file(task["file_id"], {"status": STATUS_FAILED, "error": reason,
+                                                     "dead_letter": deadletters.note(entry)})
 
 
 #: A worker's claim on a file it reduces; renewed while it works, so a killed worker
@@ -320,7 +321,7 @@ def build_master_if_ready(kind: str, night: str, group: str, services, config: R
 def _build_master(kind, group, night, members, bias, services, config) -> Dict[str, Any]:
     started = time.process_time()
     members = sorted(members, key=lambda m: m["file_name"])
-    frames = [read_fits(services.s3, m["raw_bucket"], m["raw_key"]) for m in members]
+    frames = [read_raw_fits(services.s3, m["raw_bucket"], m["raw_key"]) for m in members]
     names = [m["file_name"] for m in members]
     name = cal.master_file_name(kind, group, night, len(members))
     fields: Dict[str, Any] = {"file_name": name, "members": names, "setup": setup_of(members[0])}
@@ -412,6 +413,13 @@ def _calibration_ref(master: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any
     return {"file_name": master["file_name"], "night": master["night"], "count": master["count"], "key": master["key"]}
 
 
+def same_calibrations(a: Optional[Dict[str, Any]], b: Optional[Dict[str, Any]]) -> bool:
+    """Two `calibrations` references name the same masters (the index keeps no None
+    inside a map, so a missing master reads back as an absent key)."""
+    return ({k: v for k, v in (a or {}).items() if v is not None}
+            == {k: v for k, v in (b or {}).items() if v is not None})
+
+
 def best_calibrations(item: Dict[str, Any], services, config: ReductionConfig):
     """(master bias, master flat, notes, the `calibrations` reference they make)."""
     settings, night = config.settings, item["night"]
@@ -428,12 +436,12 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig, force: 
     the index lists the new products."""
     settings = config.settings
     bias, flat, master_notes, wanted = best_calibrations(item, services, config)
-    if not force and item.get("status") == STATUS_REDUCED and item.get("calibrations") == wanted:
+    if not force and item.get("status") == STATUS_REDUCED and same_calibrations(item.get("calibrations"), wanted):
         return
     version = int(item.get("reduction_version") or 0) + 1
     earlier = _product_keys(item.get("products"))
     services.index.update_file(item["file_id"], {"status": STATUS_REDUCING})
-    data, header = read_fits(services.s3, item["raw_bucket"], item["raw_key"])
+    data, header = read_raw_fits(services.s3, item["raw_bucket"], item["raw_key"])
     calibs = Calibrations(
         master_bias=load_master(bias, services) if bias else None,
         master_bias_name=bias["file_name"] if bias else None,

@@ -34,6 +34,16 @@ def gave_up(deliveries: int, last_error) -> str:
     return f"gave up after {deliveries} deliveries; last error: {last_error or 'no error was recorded'}"
 
 
+def parse_task(body: Any) -> Optional[Dict[str, Any]]:
+    """The task of a reduction-queue message, or None if it is not one."""
+    try:
+        body = json.loads(body) if isinstance(body, str) else body
+    except json.JSONDecodeError:
+        return None
+    task = body.get(TASK_KEY) if isinstance(body, dict) else None
+    return task if isinstance(task, dict) else None
+
+
 def send_task(services: Services, task: Dict[str, Any], delay: int = 0) -> None:
     """Work for the reduction function, on its queue (SQS allows up to 900 s of delay)."""
     services.sqs.send_message(QueueUrl=services.settings.work_queue_url, MessageBody=json.dumps({TASK_KEY: task}),

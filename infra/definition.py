@@ -41,3 +41,11 @@ def environment(definition: Dict[str, Any]) -> Dict[str, str]:
         "INDEX_TABLE": definition["index_table"]["name"],
         "MAX_RECEIVE_COUNT": str(definition["ingest_queue"]["max_receive_count"]),
     }
+
+
+def raw_bucket_lifecycle(definition: Dict[str, Any]) -> Dict[str, Any]:
+    """The raw bucket's lifecycle (boto3's LifecycleConfiguration): multipart uploads
+    nobody completed are aborted after a day, so their parts are not kept and billed."""
+    days = definition["raw_bucket"]["abort_incomplete_multipart_days"]
+    return {"Rules": [{"ID": "abort-incomplete-multipart-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
+                       "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days}}]}

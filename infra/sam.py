@@ -51,8 +51,17 @@ def _function(handler: str, timeout: int, memory: int, queue: str, batch: int, p
     }}
 
 
+def _scheduled_function(fn: Dict[str, Any], policies, env) -> Dict[str, Any]:
+    return {"Type": "AWS::Serverless::Function", "Properties": {
+        "Handler": fn["handler"], "Runtime": RUNTIME, "CodeUri": "..", "Timeout": fn["timeout_seconds"],
+        "MemorySize": fn["memory_mb"], "Environment": {"Variables": env}, "Policies": policies,
+        "Events": {"Schedule": {"Type": "Schedule", "Properties": {
+            "Schedule": fn["schedule"], "Description": "Goodman Live consistency check and repair"}}},
+    }}
+
+
 def build_template(d: Dict[str, Any]) -> Dict[str, Any]:
-    ingest_fn, reduce_fn = d["ingest_function"], d["reduce_function"]
+    ingest_fn, reduce_fn, check_fn = d["ingest_function"], d["reduce_function"], d["consistency_function"]
     names = stackdef.environment(d)
     env = {
         "RAW_BUCKET": {"Ref": "RawBucket"}, "RAW_PREFIX": names["RAW_PREFIX"],
@@ -65,11 +74,25 @@ def build_template(d: Dict[str, Any]) -> Dict[str, Any]:
         {"DynamoDBCrudPolicy": {"TableName": {"Ref": "IndexTable"}}},
         {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["ReduceQueue", "QueueName"]}}},
     ]
+    raw_arn = "arn:${AWS::Partition}:s3:::${AWS::StackName}-raw-${AWS::AccountId}"
+    # The consistency check also indexes raw objects again through the ingest queue and
+    # aborts abandoned multipart uploads on the raw bucket.
+    check_policies = policies + [
+        {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["IngestQueue", "QueueName"]}}},
+        {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["s3:ListBucketMultipartUploads"], "Resource": {"Fn::Sub": raw_arn}},
+            {"Effect": "Allow", "Action": ["s3:AbortMultipartUpload"], "Resource": {"Fn::Sub": raw_arn + "/*"}},
+        ]},
+    ]
+    lifecycle = stackdef.raw_bucket_lifecycle(d)["Rules"][0]
     table = stackdef.table_create_kwargs(d)
     table.pop("TableName")
     resources: Dict[str, Any] = {
         "RawBucket": {"Type": "AWS::S3::Bucket", "DependsOn": "IngestQueuePolicy", "Properties": {
             "BucketName": _bucket_name("raw"),
+            "LifecycleConfiguration": {"Rules": [{
+                "Id": lifecycle["ID"], "Status": lifecycle["Status"],
+                "AbortIncompleteMultipartUpload": lifecycle["AbortIncompleteMultipartUpload"]}]},
             "NotificationConfiguration": {"QueueConfigurations": [{
                 "Event": "s3:ObjectCreated:*", "Queue": {"Fn::GetAtt": ["IngestQueue", "Arn"]},
                 "Filter": {"S3Key": {"Rules": [{"Name": "prefix", "Value": d["raw_bucket"]["prefix"]}]}},
@@ -83,8 +106,7 @@ def build_template(d: Dict[str, Any]) -> Dict[str, Any]:
             "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
                 "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
                 "Resource": {"Fn::GetAtt": ["IngestQueue", "Arn"]},
-                "Condition": {"ArnLike": {"aws:SourceArn": {
-                    "Fn::Sub": "arn:${AWS::Partition}:s3:::${AWS::StackName}-raw-${AWS::AccountId}"}},
+                "Condition": {"ArnLike": {"aws:SourceArn": {"Fn::Sub": raw_arn}},
                     "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
             }]},
         }},
@@ -97,6 +119,8 @@ def build_template(d: Dict[str, Any]) -> Dict[str, Any]:
                                     "ReduceQueue", reduce_fn["batch_size"], policies, env),
         "ReduceDeadLetterFunction": _function(reduce_fn["dlq_handler"], 30, 256, "ReduceQueueDeadLetterQueue", 10,
                                               policies, env),
+        "ConsistencyFunction": _scheduled_function(check_fn, check_policies,
+                                                   {**env, "INGEST_QUEUE_URL": {"Ref": "IngestQueue"}}),
     }
     resources.update(_queue_pair("IngestQueue", d["ingest_queue"], ingest_fn["timeout_seconds"]))
     resources.update(_queue_pair("ReduceQueue", d["reduce_queue"], reduce_fn["timeout_seconds"]))
@@ -107,7 +131,8 @@ def build_template(d: Dict[str, Any]) -> Dict[str, Any]:
         "Resources": dict(sorted(resources.items())),
         "Outputs": {k: {"Value": {"Ref": v}} for k, v in (
             ("RawBucketName", "RawBucket"), ("ProductsBucketName", "ProductsBucket"),
-            ("IndexTableName", "IndexTable"), ("ReduceQueueUrl", "ReduceQueue"))},
+            ("IndexTableName", "IndexTable"), ("ReduceQueueUrl", "ReduceQueue"),
+            ("IngestQueueUrl", "IngestQueue"))},
     }
 
 

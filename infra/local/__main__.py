@@ -1,4 +1,4 @@
-"""python -m infra.local {demo,replay,serve}
+"""python -m infra.local {demo,replay,serve,check,dead-letters,redrive}
 
 demo    the embedded default: local stack, a simulated night streaming into a folder,
         the sync agent uploading it, the page live on localhost.
@@ -6,10 +6,14 @@ replay  RAW_DIR --out OUT_DIR: run a past night through the whole system, write
         OUT_DIR/index.json and the products; exit 1 if any file failed.
 serve   the stack, functions, API and page with no data source (upload with the
         sync agent yourself).
+check, dead-letters, redrive
+        `python -m functions.operations` against the running local stack (`serve` or
+        `demo` in another terminal), found through the state file they write.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import sys
@@ -17,7 +21,11 @@ import threading
 import time
 from pathlib import Path
 
+from infra.local import state
 from infra.local.system import ROOT, EmbeddedSystem, quiet_logging
+
+#: commands of functions.operations, run against the running local stack
+OPERATIONS = ("check", "dead-letters", "redrive")
 
 
 def _free_port(preferred: int) -> int:
@@ -48,15 +56,45 @@ def cmd_replay(args) -> int:
     return replay(Path(args.raw_dir), Path(args.out), timeout=args.timeout, workers=args.workers)
 
 
+class _Announced:
+    """The running stack's state file, written once it is up and removed when it stops."""
+
+    def __init__(self, system: EmbeddedSystem, path: str):
+        self.system, self.path = system, Path(path)
+
+    def __enter__(self):
+        state.write(self.path, self.system)
+        return self
+
+    def __exit__(self, *exc):
+        state.clear(self.path)
+
+
 def cmd_serve(args) -> int:
-    with EmbeddedSystem(workers=args.workers, http_port=_free_port(args.port)) as system:
+    with EmbeddedSystem(workers=args.workers, http_port=_free_port(args.port)) as system, \
+            _Announced(system, args.state_file):
         env = system.stack.environment()
         _wait_forever(f"Goodman Live on {system.url}\n  S3/SQS/DynamoDB endpoint: {env['AWS_ENDPOINT_URL']}\n"
                       f"  upload with: AWS_ACCESS_KEY_ID={env['AWS_ACCESS_KEY_ID']} "
                       f"AWS_SECRET_ACCESS_KEY={env['AWS_SECRET_ACCESS_KEY']} "
                       + " ".join(system.sync_agent_command(Path("DIR"), Path("STATE"))[1:])
+                      + "\n  operations: python -m infra.local check|dead-letters|redrive"
                       + "\n  Ctrl-C to stop")
     return 0
+
+
+def cmd_operation(args, rest) -> int:
+    """functions.operations with the running local stack's environment."""
+    from functions import operations
+
+    if not {"-h", "--help"} & set(rest):
+        try:
+            running = state.read(Path(args.state_file))
+        except state.NotRunning as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        os.environ.update(running["environment"])   # boto3's credential chain reads it too
+    return operations.main([args.command, *rest], os.environ)
 
 
 def cmd_demo(args) -> int:
@@ -69,11 +107,13 @@ def cmd_demo(args) -> int:
         import shutil
         shutil.rmtree(work)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    with EmbeddedSystem(workers=args.workers, http_port=_free_port(args.port)) as system:
-        agent = system.start_sync_agent(raw_dir, state_dir)
+    with EmbeddedSystem(workers=args.workers, http_port=_free_port(args.port)) as system, \
+            _Announced(system, args.state_file):
+        agent = system.start_sync_agent(raw_dir.parent, state_dir)   # the data root: a folder per night
         print(f"\n  Goodman Live is running: open {system.url}\n"
               f"  The simulated night {args.night} is being observed into {raw_dir}\n"
-              f"  (one frame every {args.cadence:g} s); the sync agent uploads each file as it closes.\n"
+              f"  (one frame every {args.cadence:g} s); the sync agent watches {raw_dir.parent} and every\n"
+              f"  folder below it, and uploads each file as it closes.\n"
               f"  Ctrl-C to stop.\n", flush=True)
         observer = threading.Thread(target=observe, daemon=True, kwargs=dict(
             out_dir=raw_dir, seed=args.seed, night=args.night, cadence=args.cadence))
@@ -98,6 +138,7 @@ def main(argv=None) -> int:
     demo.add_argument("--workdir", default=str(ROOT / ".demo"))
     demo.add_argument("--keep", action="store_true", help="keep files from an earlier demo")
     demo.add_argument("--workers", type=int, default=2)
+    demo.add_argument("--state-file", default=str(state.STATE_FILE), help="where the running stack is described")
     demo.set_defaults(func=cmd_demo)
     rep = sub.add_parser("replay", help="run a folder of raw files through the system")
     rep.add_argument("raw_dir")
@@ -108,8 +149,16 @@ def main(argv=None) -> int:
     serve = sub.add_parser("serve", help="the system with no data source")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--state-file", default=str(state.STATE_FILE), help="where the running stack is described")
     serve.set_defaults(func=cmd_serve)
-    args = parser.parse_args(argv)
+    for name in OPERATIONS:   # their own options are functions.operations' (see --help)
+        op = sub.add_parser(name, add_help=False, help=f"functions.operations {name} against the running stack")
+        op.add_argument("--state-file", default=str(state.STATE_FILE), help="the running stack's state file")
+    args, rest = parser.parse_known_args(argv)
+    if args.command in OPERATIONS:
+        return cmd_operation(args, rest)
+    if rest:
+        parser.error("unrecognized arguments: " + " ".join(rest))
     return args.func(args)
 
 

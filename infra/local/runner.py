@@ -55,8 +55,11 @@ class QueuePoller:
         self.queue_arn = attrs["QueueArn"]
         self.visibility_timeout = int(attrs["VisibilityTimeout"])
         self._stop = threading.Event()
+        self._enabled = threading.Event()
+        self._enabled.set()
         self._threads: List[threading.Thread] = []
         self._busy = 0
+        self._polling = 0
         self._lock = threading.Lock()
 
     def start(self) -> "QueuePoller":
@@ -71,13 +74,34 @@ class QueuePoller:
         for t in self._threads:
             t.join(timeout=self.wait_seconds + 5)
 
+    def disable(self) -> None:
+        """Stop taking messages, as a disabled event source mapping does (messages stay
+        in the queue); returns once no receive or batch of this poller is under way."""
+        self._enabled.clear()
+        while True:
+            with self._lock:
+                if not self._polling:
+                    return
+            time.sleep(0.05)
+
+    def enable(self) -> None:
+        self._enabled.set()
+
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if not self._enabled.wait(0.2):
+                continue
+            with self._lock:
+                self._polling += 1
             try:
-                self.poll_once()
+                if self._enabled.is_set():
+                    self.poll_once()
             except Exception:  # the queue itself unreachable: back off, never spin
                 log.exception("%s: polling failed", self.name)
                 self._stop.wait(1.0)
+            finally:
+                with self._lock:
+                    self._polling -= 1
 
     def poll_once(self) -> int:
         resp = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size,

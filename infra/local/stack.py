@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
+from datetime import datetime, timezone
+from urllib.parse import parse_qs
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -40,6 +43,47 @@ class _SerialWrites:
         return self.app(environ, start_response)
 
 
+class _UploadTimes:
+    """moto lists every multipart upload as begun on 2010-11-10, which would make each
+    one in flight look abandoned to the consistency check: the time each upload was
+    begun is remembered here and put into moto's listings, as S3 reports it."""
+
+    _UPLOAD = re.compile(rb"<Upload>.*?</Upload>", re.S)
+
+    def __init__(self, app):
+        self.app = app
+        self.begun: Dict[bytes, bytes] = {}
+
+    def __call__(self, environ, start_response):
+        if environ.get("HTTP_X_AMZ_TARGET") or "uploads" not in parse_qs(environ.get("QUERY_STRING", ""),
+                                                                          keep_blank_values=True):
+            return self.app(environ, start_response)
+        captured: Dict[str, Any] = {}
+
+        def capture(status, headers, exc_info=None):
+            captured.update(status=status, headers=headers)
+
+        body = b"".join(self.app(environ, capture))
+        if captured["status"].startswith("200"):
+            if environ.get("REQUEST_METHOD") == "POST":
+                for upload_id in re.findall(rb"<UploadId>(.*?)</UploadId>", body):
+                    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+                    self.begun[upload_id] = now.encode()
+            else:
+                body = self._UPLOAD.sub(self._with_time, body)
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        start_response(captured["status"], headers + [("Content-Length", str(len(body)))])
+        return [body]
+
+    def _with_time(self, match) -> bytes:
+        block = match.group(0)
+        upload_id = re.search(rb"<UploadId>(.*?)</UploadId>", block)
+        begun = self.begun.get(upload_id.group(1)) if upload_id else None
+        if begun is None:
+            return block
+        return re.sub(rb"<Initiated>.*?</Initiated>", b"<Initiated>" + begun + b"</Initiated>", block)
+
+
 class _MotoServer:
     """moto's threaded server, with writes serialised (see _SerialWrites)."""
 
@@ -47,7 +91,7 @@ class _MotoServer:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
-        app = _SerialWrites(FaultyApp(DomainDispatcherApplication(create_backend_app), faults))
+        app = _SerialWrites(_UploadTimes(FaultyApp(DomainDispatcherApplication(create_backend_app), faults)))
         self.httpd = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="moto", daemon=True)
 
@@ -102,7 +146,7 @@ class LocalStack:
         env = dict(LOCAL_CREDENTIALS)
         env.update(stackdef.environment(self.definition))
         env.update(AWS_ENDPOINT_URL=self.endpoint_url, AWS_DEFAULT_REGION=self.region, AWS_REGION=self.region,
-                   WORK_QUEUE_URL=self.reduce_queue_url)
+                   WORK_QUEUE_URL=self.reduce_queue_url, INGEST_QUEUE_URL=self.queue_url)
         # Retries and the second look after a write come within seconds here (AWS: 30 s
         # doubling, and 10 s), so tests see a whole retry history in under a minute.
         env.update(RETRY_BACKOFF_SECONDS=str(self.retry_backoff), GSI_SETTLE_SECONDS=str(self.gsi_settle))
@@ -122,6 +166,10 @@ class LocalStack:
         s3, sqs, ddb = self.client("s3"), self.client("sqs"), self.client("dynamodb")
         for bucket in (d["raw_bucket"]["name"], d["products_bucket"]["name"]):
             s3.create_bucket(Bucket=bucket)
+        # moto keeps the rule but never applies it; the consistency check aborts
+        # abandoned uploads here (and sooner than the rule in AWS)
+        s3.put_bucket_lifecycle_configuration(Bucket=d["raw_bucket"]["name"],
+                                              LifecycleConfiguration=stackdef.raw_bucket_lifecycle(d))
         self.queue_url, self.dlq_url = self._queue_pair(sqs, d["ingest_queue"])
         self.reduce_queue_url, self.reduce_dlq_url = self._queue_pair(sqs, d["reduce_queue"])
         queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

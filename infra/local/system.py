@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class EmbeddedSystem:
-    #: seconds between consistency sweeps (EventBridge's schedule in AWS: 5 minutes)
+    #: seconds between consistency sweeps (in AWS, EventBridge's schedule in stack.json's
+    #: consistency_function: every 10 minutes)
     sweep_seconds: float = 10.0
     sweeper: Optional[Sweeper] = None
 

@@ -100,7 +100,7 @@
     const tr = document.createElement("tr");
     tr.dataset.fileId = f.file_id;
     tr.dataset.status = f.status;
-    const name = text("td", f.file_name, "name");
+    const name = text("td", f.path || f.file_name, "name");   // path: a folder below the night's
     name.title = "show previews and provenance";
     name.addEventListener("click", function () { selected = f.file_id; render(); });
     tr.appendChild(name);
@@ -127,7 +127,10 @@
     const want = typeFilter.value;
     const list = Array.from(files.values())
       .filter(function (f) { return !want || f.obstype === want; })
-      .sort(function (a, b) { return a.file_name < b.file_name ? -1 : a.file_name > b.file_name ? 1 : 0; });
+      .sort(function (a, b) {
+        const x = a.path || a.file_name, y = b.path || b.file_name;
+        return x < y ? -1 : x > y ? 1 : 0;
+      });
     tbody.replaceChildren.apply(tbody, list.map(function (f) {
       const tr = row(f);
       if (freshIds && freshIds.has(f.file_id)) tr.classList.add("fresh");

@@ -2,13 +2,17 @@
 
 One table, keyed so that every request path is a GetItem or a Query:
   file item   pk=FILE#<file_id>  sk=FILE
-              by_night       (night_pk=NIGHT#<night>, night_sk=<file name>)        list a night
+              by_night       (night_pk=NIGHT#<night>, night_sk=<path below the night>)  list a night
               by_night_type  (type_pk=NIGHT#<night>#<OBSTYPE>, night_sk)          filter by type
               by_update      (night_pk, updated_sk=<updated_at>#<file_id>)       live changes
   night item  pk=NIGHTS      sk=<night>   (files = number of distinct raw files)
   master      pk=MASTER#<kind>#<group>  sk=<night>#<count>#<members hash>
               one item per master calibration version; the conditional put that
               creates it elects the one worker that builds it
+  dead letter pk=DEADLETTERS  sk=<letter id>
+              a message a queue gave up on, kept for the operator to redrive
+              (state dead, then redriven, with a count of redrives)
+              (functions/deadletters.py, functions/operations.py)
 The file id is derived from the storage location, so an event delivered twice, or
 two workers racing on it, land on the same item.
 """
@@ -38,6 +42,9 @@ MASTER_BUILDING = "building"
 MASTER_READY = "ready"
 
 NIGHTS_PK = "NIGHTS"
+DEAD_LETTERS_PK = "DEADLETTERS"
+DEAD_LETTER_DEAD = "dead"           # waiting for an operator
+DEAD_LETTER_REDRIVEN = "redriven"   # sent back to its queue
 FILE_SK = "FILE"
 _KEY_ATTRS = ("pk", "sk", "night_pk", "night_sk", "type_pk", "updated_sk", "claim_token", "claim_until")
 
@@ -157,7 +164,7 @@ class FileIndex:
             pk=f"FILE#{file_id}",
             sk=FILE_SK,
             night_pk=f"NIGHT#{night}",
-            night_sk=fields["file_name"],
+            night_sk=fields.get("path") or fields["file_name"],
             type_pk=f"NIGHT#{night}#{fields.get('obstype') or 'UNKNOWN'}",
             updated_sk=f"{now}#{file_id}",
             updated_at=now,
@@ -284,6 +291,42 @@ class FileIndex:
             if not resp.get("LastEvaluatedKey"):
                 return items
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    # ---- dead letters ---------------------------------------------------------
+    def record_dead_letter(self, entry: Dict[str, Any]) -> None:
+        """Keep a dead-lettered message, `state` dead (`entry["id"]` names it: the same
+        message dead-lettered again, after a redrive or handled twice, is the same
+        entry and keeps its count of redrives)."""
+        fields = {k: v for k, v in entry.items() if k != "id"}
+        self._db.update_item(TableName=self._table, Key=_encode({"pk": DEAD_LETTERS_PK, "sk": entry["id"]}),
+                             **_set_fields({**fields, "id": entry["id"], "state": DEAD_LETTER_DEAD,
+                                            "redriven_at": None}))
+
+    def dead_letters(self, include_redriven: bool = False) -> List[Dict[str, Any]]:
+        """The kept dead letters (and, with `include_redriven`, those already sent
+        again), oldest first: one Query however large the archive."""
+        kwargs = dict(TableName=self._table, ConsistentRead=True, KeyConditionExpression="pk = :pk",
+                      ExpressionAttributeValues=_encode({":pk": DEAD_LETTERS_PK}))
+        items: List[Dict[str, Any]] = []
+        while True:
+            resp = self._db.query(**kwargs)
+            items += [{k: v for k, v in _decode(i).items() if k not in ("pk", "sk")} for i in resp.get("Items", [])]
+            if not resp.get("LastEvaluatedKey"):
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        if not include_redriven:
+            items = [i for i in items if i.get("state") == DEAD_LETTER_DEAD]
+        return sorted(items, key=lambda e: (e.get("at") or "", e["id"]))
+
+    def mark_redriven(self, letter_id: str) -> int:
+        """A dead letter sent back to its queue: its state and time, and how many times
+        it has been (returned)."""
+        resp = self._db.update_item(
+            TableName=self._table, Key=_encode({"pk": DEAD_LETTERS_PK, "sk": letter_id}),
+            UpdateExpression="SET #s = :s, redriven_at = :at ADD redrives :one", ReturnValues="UPDATED_NEW",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues=_encode({":s": DEAD_LETTER_REDRIVEN, ":at": utcnow(), ":one": 1}))
+        return int(_decode(resp["Attributes"]).get("redrives", 1))
 
     # ---- reads --------------------------------------------------------------
     def get_file(self, file_id: str) -> Optional[Dict[str, Any]]:

@@ -19,6 +19,9 @@ class Settings:
     url_expiry_seconds: int = 3600
     max_receive_count: int = 3
     work_queue_url: Optional[str] = None
+    #: the ingest function's queue: where the consistency check sends a raw object to be
+    #: indexed again, and where dead letters of the ingest are redriven
+    ingest_queue_url: Optional[str] = None
     calibration_window_days: int = 7
     reduction_overrides: str = "{}"
     #: first delay before a failed message is retried; doubles per delivery
@@ -43,6 +46,7 @@ class Settings:
             url_expiry_seconds=int(environ.get("URL_EXPIRY_SECONDS", "3600")),
             max_receive_count=int(environ.get("MAX_RECEIVE_COUNT", "3")),
             work_queue_url=environ.get("WORK_QUEUE_URL") or None,
+            ingest_queue_url=environ.get("INGEST_QUEUE_URL") or None,
             calibration_window_days=int(environ.get("CALIBRATION_WINDOW_DAYS", "7")),
             reduction_overrides=environ.get("REDUCTION_SETTINGS", "{}"),
             retry_backoff_seconds=int(environ.get("RETRY_BACKOFF_SECONDS", "30")),
