@@ -9,6 +9,8 @@ from typing import Any, Dict
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from functions.api.chalicelib.index import FILE_TYPES
+
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 ASSETS = HERE / "assets"
@@ -20,7 +22,7 @@ def context(api_base: str = "", poll_seconds: float = 1.5) -> Dict[str, Any]:
         "title": "Goodman Live",
         "api_base": api_base.rstrip("/"),
         "poll_ms": int(poll_seconds * 1000),
-        "obstypes": ["BIAS", "FLAT", "COMP", "OBJECT", "MASTER_BIAS", "MASTER_FLAT", "DARK", "FOCUS", "UNKNOWN"],
+        "obstypes": list(FILE_TYPES),
     }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from functions.api.chalicelib.index import FINAL_STATUSES
+from functions.api.chalicelib.index import FINAL_STATUSES, file_id_for
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -70,6 +70,18 @@ def sqs(system):
 
 def real_fits(name: str) -> bytes:
     return (FIXTURES / "real" / name).read_bytes()
+
+
+def comps_and_flats(system, s3, api, night: str, count: int) -> list:
+    """`count` frames, a comp then a flat in turn (`0001_frame.fits`, ...), put on
+    `night`; each as the API serves it once final."""
+    ids = []
+    for i in range(count):
+        body = real_fits("goodman_red_comp.fits" if i % 2 == 0 else "goodman_blue_flat.fits")
+        key = f"{system.raw_prefix}{night}/{i + 1:04d}_frame.fits"
+        s3.put_object(Bucket=system.raw_bucket, Key=key, Body=body)
+        ids.append(file_id_for(system.raw_bucket, key))
+    return [api.wait_for(fid) for fid in ids]
 
 
 @pytest.fixture(scope="session")

@@ -4,22 +4,14 @@ import uuid
 import pytest
 
 from functions.api.chalicelib.index import file_id_for
-from tests.conftest import real_fits
+from tests.conftest import comps_and_flats, real_fits
 
 
 @pytest.fixture(scope="module")
 def night_of_seven(system, s3, api):
     """Seven frames (4 comps, 3 flats) on a night of their own."""
     night = "2029-0%d-1%d" % (uuid.uuid4().int % 9 + 1, uuid.uuid4().int % 9)
-    ids = []
-    for i in range(7):
-        body = real_fits("goodman_red_comp.fits" if i % 2 == 0 else "goodman_blue_flat.fits")
-        key = f"{system.raw_prefix}{night}/{i + 1:04d}_frame.fits"
-        s3.put_object(Bucket=system.raw_bucket, Key=key, Body=body)
-        ids.append(file_id_for(system.raw_bucket, key))
-    for fid in ids:
-        api.wait_for(fid)
-    return night, ids
+    return night, [f["file_id"] for f in comps_and_flats(system, s3, api, night, 7)]
 
 
 def test_nights_are_listed_newest_first_with_counts(api, night_of_seven):

@@ -1,23 +1,28 @@
 """The API (through Chalice's own local gateway) and the built page, on one port.
 
 Serving both from one origin is what CloudFront does in AWS; locally it keeps the
-page free of CORS and of a second port to print.
+page free of CORS and of a second port to print. Where Chalice's local gateway and API
+Gateway differ, it does what API Gateway does: a greedy `{proxy+}` route matches every
+path below it that no other route matches; and it answers HEAD as HTTP requires, with
+GET's headers and no body, for the API and the page alike.
 """
 from __future__ import annotations
 
 import importlib.util
 import mimetypes
+import os
 import posixpath
+import re
 import sys
 import threading
 from functools import partial
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Optional
-from urllib.parse import unquote, urlsplit
+from typing import List, Optional
+from urllib.parse import parse_qs, unquote, urlparse, urlsplit
 
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler
+from chalice.local import ChaliceRequestHandler, LambdaEventConverter, LocalGateway, MatchResult, RouteMatcher
 
 API_DIR = Path(__file__).resolve().parents[2] / "functions" / "api"
 
@@ -32,8 +37,68 @@ def load_api_app():
     return module.app
 
 
+_GREEDY = re.compile(r"\{(\w+)\+\}")
+
+
+class _RouteMatcher(RouteMatcher):
+    """Chalice's local route matcher, taught API Gateway's greedy path variable: a
+    route ending in `{name+}` matches any path below its prefix (one segment or more)
+    that no other route matches, with the rest of the path as `name`."""
+
+    def __init__(self, route_urls: List[str]):
+        self._greedy = sorted((r for r in route_urls if _GREEDY.fullmatch(r.rsplit("/", 1)[-1])),
+                              key=lambda r: r.count("/"), reverse=True)   # the deepest prefix first
+        super().__init__([r for r in route_urls if r not in self._greedy])
+
+    def match_route(self, url: str) -> MatchResult:
+        try:
+            return super().match_route(url)
+        except ValueError:
+            pass
+        parsed = urlparse(url)
+        parts = parsed.path.rstrip("/").split("/") if parsed.path != "/" else [""]
+        for route in self._greedy:
+            prefix, last = route.rsplit("/", 1)
+            prefix_parts = prefix.split("/")
+            if len(parts) <= len(prefix_parts):
+                continue
+            captured = {}
+            for part, pattern in zip(parts, prefix_parts):
+                if pattern.startswith("{") and pattern.endswith("}"):
+                    captured[pattern[1:-1]] = part
+                elif part != pattern:
+                    break
+            else:
+                captured[_GREEDY.fullmatch(last).group(1)] = "/".join(parts[len(prefix_parts):])
+                return MatchResult(route, captured, parse_qs(parsed.query, keep_blank_values=True))
+        raise ValueError("No matching route found for: %s" % url)
+
+
+class _LocalGateway(LocalGateway):
+    def __init__(self, app_object, config: Config):
+        super().__init__(app_object, config)
+        self.event_converter = LambdaEventConverter(_RouteMatcher(list(app_object.routes)),
+                                                    app_object.api.binary_types)
+
+
 class _Handler(ChaliceRequestHandler):
     static_root: Path = Path(".")
+
+    def __init__(self, request, client_address, server, app_object, config: Config):
+        # ChaliceRequestHandler.__init__, with the gateway that knows greedy routes
+        self.local_gateway = _LocalGateway(app_object, config)
+        BaseHTTPRequestHandler.__init__(self, request, client_address, server)
+
+    def _send_http_response_with_body(self, code, headers, body) -> None:
+        if self.command != "HEAD":
+            super()._send_http_response_with_body(code, headers, body)
+            return
+        # GET's status and headers, Content-Length included, and no body: a body after a
+        # HEAD answer would be read as the start of the next answer on the connection.
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body.encode("utf-8") if isinstance(body, str) else body)))
+        self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
+        self._send_headers(headers)
 
     def log_message(self, format, *args):  # quiet: the demo prints what matters
         pass
@@ -61,10 +126,15 @@ class _Handler(ChaliceRequestHandler):
 
 class LocalServer:
     def __init__(self, static_root: Path, host: str = "127.0.0.1", port: int = 0, app=None):
-        app = app or load_api_app()
         handler = type("Handler", (_Handler,), {"static_root": Path(static_root)})
-        self.httpd = ThreadingHTTPServer((host, port), partial(handler, app_object=app, config=Config()))
+        self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
+        if app is None:
+            # The page beside the API is the one page that may read it from its origin
+            # (the app reads ALLOWED_ORIGIN once, as it loads, through its Settings).
+            os.environ["ALLOWED_ORIGIN"] = self.url
+            app = load_api_app()
+        self.httpd.RequestHandlerClass = partial(handler, app_object=app, config=Config())
         self._thread: Optional[threading.Thread] = None
 
     @property

@@ -18,13 +18,11 @@ two workers racing on it, land on the same item.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
+import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
@@ -47,6 +45,24 @@ DEAD_LETTER_DEAD = "dead"           # waiting for an operator
 DEAD_LETTER_REDRIVEN = "redriven"   # sent back to its queue
 FILE_SK = "FILE"
 _KEY_ATTRS = ("pk", "sk", "night_pk", "night_sk", "type_pk", "updated_sk", "claim_token", "claim_until")
+
+#: What a file item's `obstype` (and its by_night_type partition) can be: the frame
+#: types of functions/core/classify.py (OBSTYPES) and the masters the reduction lists
+#: beside them, in the order the page offers them.
+FILE_TYPES = ("BIAS", "FLAT", "COMP", "OBJECT", "MASTER_BIAS", "MASTER_FLAT", "DARK", "FOCUS", "UNKNOWN")
+
+#: A position in a night's listing: (listing, night_sk, file_id), where the listing is
+#: the index it pages through. It is what `list_files` returns for the next page and
+#: takes back; the API hands it to clients only signed (chalicelib/pagetoken.py).
+Position = Tuple[str, str, str]
+_LISTINGS = {"by_night": "night_pk", "by_night_type": "type_pk"}   # index -> its partition attribute
+_FILE_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_MAX_NIGHT_SK = 1024
+
+# Change cursors are `updated_sk` values, `<UTC time>#<file id>`, or a UTC time alone
+# (the floor `changes` keeps, or a client's own: the page starts from
+# `new Date().toISOString()`, with milliseconds).
+_CURSOR = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{1,9})?Z(#[0-9A-Za-z_~-]{1,64})?")
 
 # How far back a changes cursor is held, so that a write stamped just before a poll
 # but committed just after it is still delivered (clients merge by file_id).
@@ -107,22 +123,50 @@ def public_view(item: Dict[str, Any]) -> Dict[str, Any]:
     return view
 
 
-def encode_token(last_key: Optional[Dict[str, Any]]) -> Optional[str]:
+def file_type(value: str) -> str:
+    """A frame type as a caller may spell it (`comp`), checked against FILE_TYPES."""
+    kind = value.strip().upper()
+    if kind not in FILE_TYPES:
+        raise BadRequest("type must be one of " + ", ".join(FILE_TYPES))
+    return kind
+
+
+def check_cursor(since: str) -> str:
+    """A change cursor as `changes` takes it: empty (from the start), a cursor it
+    returned, or a UTC time (`2024-05-01T12:00:00.000Z`); anything else is a BadRequest."""
+    match = _CURSOR.fullmatch(since)
+    if since and match:
+        try:
+            datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")
+        except ValueError:
+            match = None
+    if since and not match:
+        raise BadRequest("since must be empty (from the start), a cursor this API returned, "
+                         "or a UTC time such as 2024-05-01T12:00:00.000Z")
+    return since
+
+
+def _start_key(listing: str, partition: str, position: Sequence[str]) -> Dict[str, Any]:
+    """The ExclusiveStartKey a position stands for, built from its parts (never taken
+    from a caller whole), once its shape is checked."""
+    if not (isinstance(position, (list, tuple)) and len(position) == 3
+            and all(isinstance(part, str) for part in position)):
+        raise BadRequest("malformed page token")
+    name, night_sk, file_id = position
+    if name != listing:
+        raise BadRequest("this page token belongs to another listing: ask again without 'next'")
+    if not 0 < len(night_sk) <= _MAX_NIGHT_SK or not _FILE_ID.fullmatch(file_id):
+        raise BadRequest("malformed page token")
+    return _encode({"pk": f"FILE#{file_id}", "sk": FILE_SK, _LISTINGS[listing]: partition, "night_sk": night_sk})
+
+
+def _position(listing: str, last_key: Optional[Dict[str, Any]]) -> Optional[Position]:
     if not last_key:
         return None
-    return base64.urlsafe_b64encode(json.dumps(last_key, sort_keys=True).encode()).decode()
-
-
-def decode_token(token: Optional[str]) -> Optional[Dict[str, Any]]:
-    if not token:
-        return None
-    try:
-        key = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (binascii.Error, ValueError) as exc:
-        raise BadRequest("invalid page token") from exc
-    if not isinstance(key, dict):
-        raise BadRequest("invalid page token")
-    return key
+    key = _decode(last_key)
+    if set(key) != {"pk", "sk", _LISTINGS[listing], "night_sk"} or not str(key["pk"]).startswith("FILE#"):
+        raise RuntimeError(f"unexpected LastEvaluatedKey from {listing}: {sorted(key)}")
+    return listing, key["night_sk"], key["pk"][len("FILE#"):]
 
 
 def _master_key(kind: str, group: str, night: str, count: int, members_hash: str) -> Dict[str, Any]:
@@ -346,24 +390,28 @@ class FileIndex:
         return [{k: v for k, v in _decode(i).items() if k not in _KEY_ATTRS} for i in resp.get("Items", [])]
 
     def list_files(self, night: str, obstype: Optional[str] = None, limit: int = 100,
-                   token: Optional[str] = None) -> Tuple[List[Dict[str, Any]], Optional[str]]:
-        """One page of a night's files in file-name (observation) order."""
+                   token: Optional[Sequence[str]] = None) -> Tuple[List[Dict[str, Any]], Optional[Position]]:
+        """One page of a night's files (of one type) in file-name (observation) order,
+        and the position of the next page (None on the last). `token` is such a
+        position, handed back; one that is not of this listing is a BadRequest."""
         if obstype:
-            index, cond, values = "by_night_type", "type_pk = :p", {":p": f"NIGHT#{night}#{obstype.upper()}"}
+            listing, partition = "by_night_type", f"NIGHT#{night}#{obstype.upper()}"
         else:
-            index, cond, values = "by_night", "night_pk = :p", {":p": f"NIGHT#{night}"}
-        kwargs = dict(TableName=self._table, IndexName=index, KeyConditionExpression=cond,
-                      ExpressionAttributeValues=_encode(values), Limit=limit)
-        start = decode_token(token)
-        if start:
-            kwargs["ExclusiveStartKey"] = start
+            listing, partition = "by_night", f"NIGHT#{night}"
+        kwargs = dict(TableName=self._table, IndexName=listing, KeyConditionExpression=f"{_LISTINGS[listing]} = :p",
+                      ExpressionAttributeValues=_encode({":p": partition}), Limit=limit)
+        if token is not None:
+            kwargs["ExclusiveStartKey"] = _start_key(listing, partition, token)
         resp = self._db.query(**kwargs)
         files = [public_view(_decode(i)) for i in resp.get("Items", [])]
-        return files, encode_token(resp.get("LastEvaluatedKey"))
+        return files, _position(listing, resp.get("LastEvaluatedKey"))
 
     def changes(self, night: str, since: str = "", limit: int = 200,
-                now: Optional[datetime] = None) -> Tuple[List[Dict[str, Any]], str]:
-        """Files of a night updated after `since`, oldest first, and the next cursor."""
+                now: Optional[datetime] = None, obstype: Optional[str] = None) -> Tuple[List[Dict[str, Any]], str]:
+        """Files of a night (of one type) updated after `since`, oldest first, and the
+        next cursor. With a type, a page holds its files among the `limit` changes
+        read, and the cursor moves over the others as well: the cost is the same."""
+        since = check_cursor(since)
         kwargs = dict(TableName=self._table, IndexName="by_update", Limit=limit,
                       KeyConditionExpression="night_pk = :p AND updated_sk > :s",
                       ExpressionAttributeValues=_encode({":p": f"NIGHT#{night}", ":s": since or " "}))
@@ -371,20 +419,22 @@ class FileIndex:
         items = [_decode(i) for i in resp.get("Items", [])]
         if not items:
             return [], since
+        wanted = [public_view(i) for i in items
+                  if not obstype or i.get("type_pk") == f"NIGHT#{night}#{obstype.upper()}"]
         last = items[-1]["updated_sk"]
         if resp.get("LastEvaluatedKey"):
-            return [public_view(i) for i in items], last  # more to come: no overlap needed
+            return wanted, last  # more to come: no overlap needed
         floor = ((now or datetime.now(timezone.utc)) - CHANGES_OVERLAP).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         cursor = max(since, min(last, floor))
-        return [public_view(i) for i in items], cursor
+        return wanted, cursor
 
 
 def iter_all_files(index: FileIndex, night: str, obstype: Optional[str] = None,
                    page_size: int = 200) -> Iterable[Dict[str, Any]]:
     """Every file of a night (of one type), page by page."""
-    token = None
+    position = None
     while True:
-        files, token = index.list_files(night, obstype, limit=page_size, token=token)
+        files, position = index.list_files(night, obstype, limit=page_size, token=position)
         yield from files
-        if not token:
+        if position is None:
             return

@@ -3,8 +3,9 @@
 Lambda, the Chalice API and the local stack all set the same variables; boto3 itself
 honours AWS_ENDPOINT_URL, which is how the code reaches moto, MinIO or AWS unchanged.
 """
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 
@@ -30,6 +31,12 @@ class Settings:
     #: new master or lamp makes possible is looked for again after this long, so a frame
     #: indexed in the same instant is not missed (the consistency sweep is the last net)
     gsi_settle_seconds: int = 10
+    #: the one origin the API's CORS header names (the page's, when it is served from
+    #: another origin than the API); None: no CORS header, so only the API's own origin
+    #: (where CloudFront serves the page in AWS) may read its answers
+    allowed_origin: Optional[str] = None
+    #: HMAC key that signs the API's page tokens (PAGE_TOKEN_KEY); see page_token_key_for
+    page_token_key: bytes = field(default=b"", repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -51,20 +58,42 @@ class Settings:
             reduction_overrides=environ.get("REDUCTION_SETTINGS", "{}"),
             retry_backoff_seconds=int(environ.get("RETRY_BACKOFF_SECONDS", "30")),
             gsi_settle_seconds=int(environ.get("GSI_SETTLE_SECONDS", "10")),
+            allowed_origin=environ.get("ALLOWED_ORIGIN") or None,
+            page_token_key=page_token_key_for(environ),
         )
 
-    def client(self, service: str):
-        """A boto3 client for this deployment; created by callers once, at the edge."""
+    def client(self, service: str, **config):
+        """A boto3 client for this deployment; created by callers once, at the edge.
+        `config`: botocore Config options on top of the defaults (the API signs
+        download URLs with `signature_version="s3v4"`)."""
         import boto3
         from botocore.config import Config
 
         # botocore waits 60 s for an answer by default: in an outage that holds a worker
         # a minute per request. A request that has not answered in 20 s is retried (a
         # reduced 2x2 frame is written in well under a second inside a region).
-        config = Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 3})
+        config = Config(**{"connect_timeout": 5, "read_timeout": 20,
+                           "retries": {"mode": "standard", "max_attempts": 3}, **config})
         return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url, config=config)
 
     def resource(self, service: str):
         import boto3
 
         return boto3.resource(service, region_name=self.region, endpoint_url=self.endpoint_url)
+
+
+def page_token_key_for(environ: Mapping[str, str]) -> bytes:
+    """The key that signs page tokens: PAGE_TOKEN_KEY (set it in AWS: 32 random bytes,
+    e.g. `openssl rand -base64 32`; changing it only ends the page tokens in flight).
+
+    Without it the key is derived from the index table and the storage endpoint, which
+    suits the local stack (a new stack, a new key; the same stack, tokens that outlive
+    a restart of the API) but is no secret: whoever knows the table name can make
+    tokens. Such a token can still only name a position in a listing the API serves to
+    anyone, and its shape and its listing are checked, so it can do no more than start
+    a page at a chosen file; PAGE_TOKEN_KEY makes even that impossible.
+    """
+    if environ.get("PAGE_TOKEN_KEY"):
+        return environ["PAGE_TOKEN_KEY"].encode("utf-8")
+    seed = "\0".join(("goodman-live page tokens", environ.get("INDEX_TABLE", ""), environ.get("AWS_ENDPOINT_URL", "")))
+    return hashlib.sha256(seed.encode("utf-8")).digest()
