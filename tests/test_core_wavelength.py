@@ -280,6 +280,28 @@ def test_real_fe_lamps_with_the_grating_equation():
     assert abs(np.mean([v[0] for v in ranges["red"]]) - 5577.9) < 2.0
 
 
+def test_real_fe_lamps_binned_2x2_with_the_grating_equation():
+    """Each real arc with pairs of columns summed (a 2x2 frame of the same optics) solves
+    and agrees with its own 1x2 solution. Regression: the blue arcs 0274/0275 refused
+    (RMS 0.2 px over ~57 lines, a wrong identification), or solved, depending on numpy's
+    SIMD path: the identification drifted to whichever wrong solution near-ties of its
+    first, wide pairing picked."""
+    from .test_mapping import _as_2x2
+
+    for name, flux, header in _real_lamps():
+        lamp = solve(flux, header)
+        binned, binned_header = _as_2x2(flux, header)
+        sol = solve(binned, binned_header)
+        j = np.arange(binned.size)
+        diff = (sol.wavelength(j) - lamp.wavelength(2 * j + 0.5)) / sol.dispersion(j)
+        print(f"{name:32s} 2x2: lines {sol.n_lines:3d} rms {sol.rms_pixels:.4f} px; vs its 1x2 solution "
+              f"max {np.abs(diff).max():.3f} px")
+        assert sol.method == "grating-equation"
+        assert sol.n_lines >= 15
+        assert sol.rms_pixels <= 0.1
+        assert np.abs(diff).max() <= 0.15, name
+
+
 def test_real_headers_binning_and_elements():
     _, flux, header = _real_lamps()[0]
     assert header["CCDSUM"] == "1 2" and wl.spectral_binning(header) == 1  # serial = dispersion
@@ -420,10 +442,10 @@ def test_header_parsing():
 
 
 def test_a_solution_that_leaves_the_bright_lines_unexplained_is_refused():
-    """930M2_Ar with the reference switched off: the search settles on an identification
-    that fits some lines but not the bright ones; with the RMS limit relaxed it is still
-    refused, for that reason."""
-    flux, header, _ = simulated_lamp("930M2_Ar", seed=5)
+    """1200M1_Ar with the reference switched off: the best identification fits 10 lines
+    to 0.25 px but not the bright ones (33 px off at the reference's lines); with the
+    RMS limit relaxed it is still refused, for that reason."""
+    flux, header, _ = simulated_lamp("1200M1_Ar", seed=5)
     with pytest.raises(WavelengthFailure, match="brightest lamp lines"):
         solve(flux, header, Settings(wavelength_use_reference=False, wavelength_max_rms_pixels=1.0))
 
@@ -586,9 +608,26 @@ def test_a_solution_turning_within_the_edge_margin_is_refused():
 
 
 def test_a_fallback_that_contradicts_the_reference_lines_is_refused():
-    """930M1 HgArNe, 3x, -40 px: the reference registers but finds only 4 of its lines; the
-    grating equation then 'solves' 8 lines 48 px off, which those 4 lines contradict."""
-    flux, header, _ = simulated_lamp("930M1_HgArNe", seed=11, binning=3, shift=-40.0)
-    with pytest.raises(WavelengthFailure, match=r"^reference: only 4 lamp lines .*; then grating-equation: its "
-                                                r"solution puts only 0 of the 4 lines the reference identified"):
+    """930M2 HgAr, 3x, +25 px: the reference registers but finds only 4 of its lines; the
+    grating equation then 'solves' 6 lines, 29 px off at the reference's lines. It is
+    refused, with both reasons: its 6 lines through a cubic leave 2 degrees of freedom,
+    too few for its scatter to pass; and were it accepted, the 4 reference lines would
+    contradict it (the agreement check, below on the solution itself)."""
+    flux, header, _ = simulated_lamp("930M2_HgAr", seed=11, binning=3, shift=25.0)
+    with pytest.raises(WavelengthFailure, match=r"^reference: only 4 lamp lines .*; then grating-equation: .*"
+                                                r"for 2 degrees of freedom is above the limit"):
         solve(flux, header)
+
+
+def test_the_agreement_check_refuses_a_solution_the_reference_lines_contradict():
+    from functions.core.wavelength import _agrees_with_reference_lines
+
+    flux, header, _ = simulated_lamp("930M2_HgAr", seed=11, binning=3, shift=25.0)
+    solution = solve(flux, header, Settings(wavelength_use_reference=False, wavelength_max_rms_pixels=0.5))
+    wavelengths = np.array([line[1] for line in solution.lines[:4]])
+    where = solution.pixel(wavelengths)
+    _agrees_with_reference_lines(solution, where + 0.3, wavelengths)          # within 1 px: agrees
+    with pytest.raises(WavelengthFailure, match="puts only 0 of the 4 lines the reference identified"):
+        _agrees_with_reference_lines(solution, where + 29.0, wavelengths)     # 29 px off
+    with pytest.raises(WavelengthFailure, match="puts only 2 of the 4 lines"):
+        _agrees_with_reference_lines(solution, where + np.array([0.0, 0.5, 29.0, -29.0]), wavelengths)

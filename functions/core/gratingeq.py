@@ -1,6 +1,7 @@
 """The grating-equation path: the dispersion predicted from the grating equation and the
 header's angles, refined by a scale and offset search against the NIST lines of the
-lamp's elements, then matched line by line and fitted (see `solve_with_grating_equation`).
+lamp's elements and a smooth alignment on all the lamp's lines, then matched line by
+line and fitted (see `solve_with_grating_equation`).
 Used for setups without a goodman-pipeline reference lamp, and when the reference path
 refuses.
 """
@@ -17,7 +18,7 @@ from . import lampdata
 from .lines import Lines, detect_lines
 from .waveheader import _first_column_unbinned, _float, lamp_elements, lines_per_mm, spectral_binning
 from .wavesettings import setting
-from .wavesolution import WavelengthFailure, WavelengthSolution, _finish, _fit_clipped, _invert, _match, _to_plain
+from .wavesolution import WavelengthFailure, WavelengthSolution, _finish, _fit_clipped, _match
 
 #: Detector pixel size (mm, unbinned): both Goodman cameras have 15 um pixels.
 PIXEL_SIZE_MM = 0.015
@@ -90,6 +91,13 @@ def _comb(positions: np.ndarray, weights: np.ndarray, size: int, sigma: float) -
     return ndimage.gaussian_filter1d(out, sigma)
 
 
+def _line_weights(obs: Lines) -> np.ndarray:
+    """sqrt(flux) of the observed lines, capped at its 90th percentile: a few saturated
+    lines must not decide alone."""
+    w = np.sqrt(np.clip(obs.flux, 0, None))
+    return np.minimum(w, np.percentile(w, 90)) if w.size > 5 else w
+
+
 def _search(obs: Lines, cat_j: np.ndarray, cat_w: np.ndarray, n: int, centre: float,
             n_best: int = 4) -> List[Tuple[float, float, float]]:
     """The best (scale, offset, score) that map catalogue pixels onto the observed lines.
@@ -102,9 +110,7 @@ def _search(obs: Lines, cat_j: np.ndarray, cat_w: np.ndarray, n: int, centre: fl
     """
     pad = int(OFFSET_RANGE * n) + 8
     size = n + 2 * pad
-    o_w = np.sqrt(np.clip(obs.flux, 0, None))
-    o_w = np.minimum(o_w, np.percentile(o_w, 90)) if o_w.size > 5 else o_w
-    obs_comb = _comb(obs.centre + pad, o_w, size, 1.5)
+    obs_comb = _comb(obs.centre + pad, _line_weights(obs), size, 1.5)
     nfft = 1 << int(np.ceil(np.log2(2 * size)))
     fo = np.conj(np.fft.rfft(obs_comb, nfft))
     lags = np.arange(-pad, pad + 1)
@@ -127,38 +133,167 @@ def _search(obs: Lines, cat_j: np.ndarray, cat_w: np.ndarray, n: int, centre: fl
     return best
 
 
-def _identify(obs: Lines, cw: np.ndarray, weight: np.ndarray, pred: np.ndarray, degree: int, n: int,
-              clip: float) -> Tuple[np.ndarray, np.ndarray, float]:
-    """Match -> fit -> re-match from a first guess `pred` (catalogue pixels): (obs idx, cat idx, score).
+#: The soft alignment (`_aligned`), wide to narrow: (kernel width in unbinned px, degree
+#: of the polynomial correction of the predicted positions). Widths in unbinned px: the
+#: grating equation's errors are a property of the optics; never below `ALIGN_MIN_SIGMA`
+#: binned px (a line's centre is not sharper). The degree grows as the kernel narrows:
+#: a wide kernel blurs neighbouring lines together and would bend a free curvature
+#: towards where the catalogue is densest.
+ALIGN_STAGES = ((16.0, 1), (8.0, 2), (4.0, 2), (2.0, 2))
+ALIGN_MIN_SIGMA = 1.0
+#: Per kernel width, at most this many reweighting steps; done when the correction
+#: moves no line by more than this fraction of the kernel width (the next, narrower
+#: kernel refines it).
+ALIGN_STEPS = 8
+ALIGN_CONVERGED = 0.02
+#: Then line-by-line pairing with these tolerances (binned px) and the full fit; the
+#: last is repeated (pair -> fit -> re-pair) until the pairs no longer change, at most
+#: `MAX_REPAIR` more times.
+PAIR_TOLERANCES = (2.0, 1.0, 0.5)
+MAX_REPAIR = 6
+#: Search candidates whose alignments agree this well (binned px, every catalogue line
+#: on the detector) are one guess: it is identified once.
+SAME_ALIGNMENT_PX = 0.1
 
-    Bright lines first with a wide tolerance, then all lines with a narrowing one. The
-    score, the summed sqrt(flux) of the lines that end within 0.5 px, ranks the guesses.
+
+def _aligned(obs: Lines, pred: np.ndarray, weight: np.ndarray, n: int, binning: int) -> np.ndarray:
+    """`pred` (catalogue pixels) moved by the smooth correction that best overlays the lamp.
+
+    The correction, a low-degree Chebyshev polynomial in the predicted pixel, is fitted
+    by expectation-maximisation of a Gaussian mixture (as in coherent point drift):
+    every observed line x_o (weight w_o) is shared among the catalogue lines near it in
+    proportion to ``w_c exp(-(x_o - pred_c - corr(pred_c))^2 / 2 sigma^2)``, with an
+    outlier term for lines the catalogue does not have, and the correction is the
+    weighted least-squares fit of those shares; sigma narrows stage by stage
+    (`ALIGN_STAGES`), so it converges on the optimum nearest the search's guess.
+
+    Why not pair lines first: the search leaves the prediction a few px off, ~10 px at
+    the ends of a 1x binned detector (the grating equation's curvature is not exact),
+    and in a dense Fe catalogue a wide tolerance then pairs a quarter of the lines
+    wrongly. Which ones, and so which wrong solution a least-squares fit of those pairs
+    drifted to, hung on near-ties that the last bits of the line centres decided (the
+    real 2x2 Fe arcs solved or not with numpy's SIMD path). Here every line pulls
+    smoothly by its distance: a wrong neighbour pulls little and never alone, and the
+    optimum moves continuously with the data. The shares keep a dense stretch of the
+    catalogue from outweighing a sparse one.
     """
-    centre = obs.centre
-    bright_obs = np.argsort(obs.flux)[::-1]
-    bright_cat = np.argsort(weight)[::-1]
-    rounds = ((8.0, 30, 60), (4.0, 60, 150), (2.0, None, None), (1.0, None, None), (0.5, None, None))
-    for tol, n_obs, n_cat in rounds:
-        o_sel = np.sort(bright_obs[:n_obs]) if n_obs else np.arange(centre.size)
-        c_sel = np.sort(bright_cat[:n_cat]) if n_cat else np.arange(cw.size)
-        oi, ci = _match(centre[o_sel], pred[c_sel], tol)
-        oi, ci = o_sel[oi], c_sel[ci]
+    obs_w = _line_weights(obs)
+    top = max(degree for _, degree in ALIGN_STAGES)
+    vander = chebyshev.chebvander((pred - (n - 1) / 2.0) / max(n / 2.0, 1.0), top)
+    coef = np.zeros(top + 1)
+    moved = pred
+    outlier = float(np.median(weight)) * np.exp(-2.0)
+    for sigma, degree in ALIGN_STAGES:
+        sigma = max(sigma / binning, ALIGN_MIN_SIGMA)
+        # the few-line lamps: at least three lines per coefficient of the correction
+        m = max(1, min(degree + 1, obs.centre.size // 3))
+        for _ in range(ALIGN_STEPS):
+            oi, ci = _within(obs.centre, moved, 4.0 * sigma)
+            if oi.size < 2 * m:
+                return moved
+            kernel = weight[ci] * np.exp(-0.5 * ((obs.centre[oi] - moved[ci]) / sigma) ** 2)
+            # each observed line shares its weight among the catalogue lines near it
+            share = obs_w[oi] * kernel / (np.bincount(oi, kernel, minlength=obs_w.size)[oi] + outlier)
+            a = vander[ci, :m]
+            aw = a * share[:, None]  # weighted least squares by its normal equations (m <= 3)
+            coef = np.zeros_like(coef)
+            coef[:m] = np.linalg.lstsq(aw.T @ a, aw.T @ (obs.centre[oi] - pred[ci]), rcond=None)[0]
+            previous, moved = moved, pred + vander @ coef
+            if np.max(np.abs(moved - previous)) < ALIGN_CONVERGED * sigma:
+                break
+    return moved
+
+
+def _within(x: np.ndarray, q: np.ndarray, half: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Every pair (i, k) with |x[i] - q[k]| < half, without forming the full distance matrix."""
+    order = np.argsort(q, kind="stable")
+    qs = q[order]
+    lo = np.searchsorted(qs, x - half, side="right")
+    counts = np.searchsorted(qs, x + half, side="left") - lo
+    i = np.repeat(np.arange(x.size), counts)
+    k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(lo, counts)
+    return i, order[k]
+
+
+def _predicted(fit, cw: np.ndarray, n: int) -> Optional[np.ndarray]:
+    """Catalogue lines' pixels under a wavelength fit, None when it turns over on the detector.
+
+    The fit is tabulated on a pixel grid 20 % beyond each end and interpolated (its
+    curvature over a pixel moves a line by ~1e-5 px); lines beyond the table get a
+    far-away pixel: nothing is paired with them.
+    """
+    grid = np.arange(-0.2 * n, 1.2 * n + 1.0)
+    lam = fit(grid)
+    if not np.all(np.diff(lam) > 0):  # a guess that turns over on the detector: a wrong one
+        return None
+    return np.interp(cw, lam, grid, left=-1e9, right=-1e9)
+
+
+def _refit(obs: Lines, cw: np.ndarray, oi: np.ndarray, ci: np.ndarray, degree: int, n: int,
+           clip: float) -> Optional[np.ndarray]:
+    """The catalogue's pixels under the clipped fit of the pairs (oi, ci); None when the
+    fit turns over on the detector (a wrong guess)."""
+    fit, _ = _fit_clipped(obs.centre[oi], cw[ci], degree, n, clip)
+    return None if fit is None else _predicted(fit, cw, n)
+
+
+def _same_alignment(a: np.ndarray, b: np.ndarray, n: int) -> bool:
+    """Two aligned guesses that put every catalogue line on the detector within
+    `SAME_ALIGNMENT_PX` of each other: they pair the same lines."""
+    on = (a > -1.0) & (a < n)
+    return bool(np.all(np.abs(a[on] - b[on]) < SAME_ALIGNMENT_PX))
+
+
+def _identify(obs: Lines, cw: np.ndarray, pred: np.ndarray, degree: int, n: int,
+              clip: float) -> Tuple[np.ndarray, np.ndarray, float]:
+    """Match -> fit -> re-match from an aligned guess `pred` (catalogue pixels): (obs idx, cat idx, score).
+
+    Lines are paired with a narrowing tolerance and the full fit (`PAIR_TOLERANCES`),
+    then re-paired at the last tolerance until the pairs are a fixed point
+    (`_settled`). The score, the summed sqrt(flux) of the lines paired, ranks the guesses.
+    """
+    for tol in PAIR_TOLERANCES:
+        oi, ci = _match(obs.centre, pred, tol)
         if oi.size <= degree + 2:
             return oi, ci, 0.0
-        fit, keep = _fit_clipped(centre[oi], cw[ci], degree, n, clip)
-        if fit is None:
-            return oi, ci, 0.0
-        try:
-            inv = _invert(_to_plain(fit), cw, -0.2 * n, 1.2 * n)
-        except WavelengthFailure:  # a guess that turns over on the detector: a wrong one
+        pred = _refit(obs, cw, oi, ci, degree, n, clip)
+        if pred is None:
             return np.array([], int), np.array([], int), 0.0
-        pred = np.where(np.isfinite(inv), inv, -1e9)
-    oi, ci = _match(centre, pred, 0.5)
+    oi, ci = _settled(obs, cw, pred, degree, n, clip)
     return oi, ci, float(np.sqrt(np.clip(obs.flux[oi], 0, None)).sum())
 
 
+def _settled(obs: Lines, cw: np.ndarray, pred: np.ndarray, degree: int, n: int,
+             clip: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Pairs at the last tolerance that the fit of those same pairs pairs again.
+
+    Why: a fit that moves when lines join or leave can pair a different set than the
+    one it was fitted to; stopping after a fixed number of rounds then kept whichever
+    set the last round happened to give. At most `MAX_REPAIR` rounds; an empty answer
+    when a fit turns over on the detector.
+    """
+    tol = PAIR_TOLERANCES[-1]
+    oi, ci = _match(obs.centre, pred, tol)
+    for _ in range(MAX_REPAIR):
+        if oi.size <= degree + 2:
+            break
+        pred = _refit(obs, cw, oi, ci, degree, n, clip)
+        if pred is None:
+            return np.array([], int), np.array([], int)
+        new_oi, new_ci = _match(obs.centre, pred, tol)
+        if np.array_equal(new_oi, oi) and np.array_equal(new_ci, ci):
+            break
+        oi, ci = new_oi, new_ci
+    return oi, ci
+
+
 def solve_with_grating_equation(flux: np.ndarray, header: fits.Header, settings=None) -> WavelengthSolution:
-    """Predict the dispersion from the grating equation, identify NIST lines, fit."""
+    """Predict the dispersion from the grating equation, identify NIST lines, fit.
+
+    Each of the search's candidates is aligned on the lamp (`_aligned`) and identified
+    (`_identify`); candidates that align onto the same guess are identified once, and
+    the one whose lines carry the most flux wins.
+    """
     flux = np.asarray(flux, dtype=float)
     n = flux.size
     b = spectral_binning(header)
@@ -195,8 +330,13 @@ def solve_with_grating_equation(flux: np.ndarray, header: fits.Header, settings=
     centre = (n - 1) / 2.0
     clip = float(setting(settings, "wavelength_clip_sigma"))
     best = (np.array([], int), np.array([], int), -1.0)
+    aligned: List[np.ndarray] = []
     for scale, offset, _ in _search(lines, cat_j, weight, n, centre):
-        found = _identify(lines, cw, weight, centre + (cat_j - centre) * scale + offset, degree, n, clip)
+        pred = _aligned(lines, centre + (cat_j - centre) * scale + offset, weight, n, b)
+        if any(_same_alignment(pred, other, n) for other in aligned):
+            continue  # converged onto a guess already identified: the same answer
+        aligned.append(pred)
+        found = _identify(lines, cw, pred, degree, n, clip)
         if found[2] > best[2]:
             best = found
     oi, ci_, _ = best

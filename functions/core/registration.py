@@ -337,4 +337,4 @@ def _fit_on_reference(j, wl, ref, b, offset, degree, n, settings, elements, fwhm
     grid = np.linspace(0.0, n - 1.0, 4 * (degree + 1))
     total = chebyshev.Chebyshev.fit(grid, moved(grid, offset) + fit(grid), degree, domain=[0.0, n - 1.0])
     return _finish(j, wl, degree, n, settings, "reference", ref.filename, elements, shift=float(offset),
-                   fitted=total, keep=keep, fwhm=fwhm)
+                   fitted=total, keep=keep, fwhm=fwhm, free=m + 1)

@@ -14,7 +14,8 @@ wv_fitting, patterns and autoid, with line finding in ``core/arc.py``):
   lag chosen by the quality of the identified lines;
 * `gratingeq` – the **grating-equation** path: the dispersion predicted from
   ``m*lambda = d*(sin(alpha) + sin(beta))`` and the header's angles, refined by a scale
-  and offset search against the NIST lines of the lamp's elements.
+  and offset search against the NIST lines of the lamp's elements and a smooth
+  alignment on all the lamp's lines before they are paired one by one.
 
 Either way the answer is a Chebyshev fit of laboratory wavelengths against *measured*
 line centres, with iterative clipping, refused (`WavelengthFailure`, with the reason for
