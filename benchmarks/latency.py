@@ -28,7 +28,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from functions.api.chalicelib.index import FINAL_STATUSES  # noqa: E402
+from golive_data.item import FINAL_STATUSES  # noqa: E402
 from infra.local.system import EmbeddedSystem, quiet_logging  # noqa: E402
 from infra.local.observe import observe  # noqa: E402
 

@@ -35,9 +35,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from functions.api.chalicelib.index import (
-    FINAL_STATUSES, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCED, FileIndex, file_id_for, iter_all_files,
-)
+from golive_data.index import FileIndex, file_id_for, iter_all_files
+from golive_data.item import FINAL_STATUSES, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCED
 from functions.core import calibrations as cal
 from functions.products import item_product_key, stem_of
 from functions.services import Services, send_task
@@ -299,8 +298,11 @@ def _check_masters(night, items, services, config, report, repair) -> None:
 
     settings = config.settings
     for kind, needed in ((cal.BIAS, settings.min_bias_files), (cal.FLAT, settings.min_flat_files)):
+        # only frames the reduction can group (an item without its camera, readout, gain
+        # ... has no group, and is the item checks' business, not a master's)
         groups = sorted({cal.group_of(kind, f) for f in items
-                         if f.get("obstype") == kind and f.get("status") == STATUS_INDEXED})
+                         if f.get("obstype") == kind and f.get("status") == STATUS_INDEXED
+                         and not cal.reason_not_reducible(f)})
         for group in groups:
             members = reduction._members(kind, night, group, services)
             if len(members) < needed:

@@ -18,7 +18,7 @@ import hashlib
 import json
 from typing import Any, Dict, List, Optional
 
-from functions.api.chalicelib.index import utcnow
+from golive_data.index import utcnow
 
 INGEST = "ingest"
 REDUCE = "reduce"

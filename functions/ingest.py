@@ -15,9 +15,9 @@ import posixpath
 import re
 from typing import Any, Dict, Optional, Tuple
 
-from functions.api.chalicelib.index import (
+from golive_data.index import file_id_for
+from golive_data.item import (
     FINAL_STATUSES, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCING, STATUS_RETRYING, STATUS_UNSUPPORTED,
-    file_id_for,
 )
 from functions.core.calibrations import REDUCED_TYPES, reason_not_reducible
 from functions.core.classify import classify

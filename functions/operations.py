@@ -31,10 +31,9 @@ from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from functions import deadletters
-from functions.api.chalicelib.index import (
-    DEAD_LETTER_DEAD, DEAD_LETTER_REDRIVEN, FINAL_STATUSES, STATUS_FAILED, STATUS_RETRYING, file_id_for, utcnow,
-)
-from functions.api.chalicelib.settings import Settings
+from golive_data.index import DEAD_LETTER_DEAD, DEAD_LETTER_REDRIVEN, file_id_for, utcnow
+from golive_data.item import FINAL_STATUSES, STATUS_FAILED, STATUS_RETRYING
+from golive_data.settings import Settings
 from functions.services import TASK_KEY, Services, parse_task
 
 #: seconds a listing holds the messages it reads from a dead-letter queue (a receive is

@@ -20,9 +20,9 @@ from typing import Any, Dict, List, Optional
 
 from astropy.io import fits
 
-from functions.api.chalicelib.index import (
-    FINAL_STATUSES, MASTER_READY, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCED, STATUS_REDUCING, STATUS_RETRYING,
-    STATUS_UNSUPPORTED, file_id_for, iter_all_files,
+from golive_data.index import MASTER_READY, file_id_for, iter_all_files
+from golive_data.item import (
+    FINAL_STATUSES, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCED, STATUS_REDUCING, STATUS_RETRYING, STATUS_UNSUPPORTED,
 )
 from functions import spectroscopy
 from functions.core import calibrations as cal

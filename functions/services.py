@@ -10,8 +10,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
-from functions.api.chalicelib.index import FileIndex
-from functions.api.chalicelib.settings import Settings
+from golive_data.index import FileIndex
+from golive_data.settings import Settings
 log = logging.getLogger("goodman_live.functions")
 TASK_KEY = "goodman_live_task"
 

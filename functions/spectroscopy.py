@@ -25,7 +25,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from functions.api.chalicelib.index import STATUS_FAILED, STATUS_REDUCED, STATUS_UNSUPPORTED, iter_all_files
+from golive_data.index import iter_all_files
+from golive_data.item import STATUS_FAILED, STATUS_REDUCED, STATUS_UNSUPPORTED
 from functions.core.calibrations import compare_setup, nights_from, rank_calibrations, setup_of
 from functions.core.plot import spectrum_png
 from functions.core.spectra import (calibrate_target, calibrated_fits, central_lamp_spectrum, extract_targets,

@@ -9,7 +9,7 @@ from typing import Any, Dict
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from functions.api.chalicelib.index import FILE_TYPES
+from golive_data.item import FILE_TYPES
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from functions.api.chalicelib.index import FINAL_STATUSES, file_id_for
+from golive_data.index import file_id_for
+from golive_data.item import FINAL_STATUSES
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -3,7 +3,7 @@ import uuid
 
 import pytest
 
-from functions.api.chalicelib.index import file_id_for
+from golive_data.index import file_id_for
 from tests.conftest import comps_and_flats, real_fits
 
 

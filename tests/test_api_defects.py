@@ -84,7 +84,7 @@ def test_filtered_pages_cover_the_type_once(api, night_of_five):
 
 
 def test_page_tokens_are_signed_and_checked_without_the_stack():
-    from functions.api.chalicelib.index import BadRequest
+    from golive_data.index import BadRequest
     from functions.api.chalicelib.pagetoken import issue, read
 
     key, scope = b"k" * 32, {"night": "2024-01-01", "type": ""}
@@ -147,7 +147,7 @@ def test_since_with_type_follows_the_changes_of_that_type(api, night_of_five):
 
 
 def test_the_types_the_api_accepts_are_those_the_index_holds():
-    from functions.api.chalicelib.index import FILE_TYPES
+    from golive_data.item import FILE_TYPES
     from functions.core.classify import OBSTYPES
     from static_site.build import context
 
@@ -212,7 +212,7 @@ def _accepted_by_s3(url: str, credentials, region: str) -> bool:
 
 def test_download_urls_are_sigv4_and_name_only_their_object(system, s3, api, night_of_five):
     from botocore.credentials import Credentials
-    from functions.api.chalicelib.settings import Settings
+    from golive_data.settings import Settings
 
     night, items = night_of_five
     env = system.stack.environment()
@@ -246,7 +246,7 @@ def test_cors_allows_only_the_pages_own_origin(system, api):
 
 
 def test_the_allowed_origin_is_a_setting():
-    from functions.api.chalicelib.settings import Settings
+    from golive_data.settings import Settings
 
     base = {"RAW_BUCKET": "r", "PRODUCTS_BUCKET": "p", "INDEX_TABLE": "t"}
     assert Settings.from_env(base).allowed_origin is None      # same origin only: no CORS header at all

@@ -166,7 +166,7 @@ def test_a_night_of_biases_without_mask_builds_its_master_bias(system, s3, api):
     import time
     import uuid
 
-    from functions.api.chalicelib.index import file_id_for
+    from golive_data.index import file_id_for
 
     night = "2097-06-%02d" % (uuid.uuid4().int % 28 + 1)
     rng = np.random.default_rng(11)

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from functions import consistency
-from functions.api.chalicelib.index import FINAL_STATUSES, file_id_for
+from golive_data.index import file_id_for
+from golive_data.item import FINAL_STATUSES
 from functions.reduction import config_for
 from functions.services import warm_services
 from tests.conftest import ROOT

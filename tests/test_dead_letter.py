@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from functions import ingest
-from functions.api.chalicelib.index import file_id_for
+from golive_data.index import file_id_for
 from tests.conftest import real_fits
 
 

@@ -6,7 +6,7 @@ import io
 
 from astropy.io import fits
 
-from functions.api.chalicelib.index import file_id_for
+from golive_data.index import file_id_for
 from tests.test_headerfix import _with_card
 
 NIGHT = "2024-05-21"  # a night of its own: no masters, the frame is reduced without them

@@ -4,7 +4,7 @@ import json
 import time
 import uuid
 
-from functions.api.chalicelib.index import file_id_for
+from golive_data.index import file_id_for
 from tests.conftest import real_fits
 
 

@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from functions import consistency, operations, reduction
-from functions.api.chalicelib.index import FileIndex, file_id_for
+from golive_data.index import FileIndex, file_id_for
 from functions.services import warm_services
 from tests.conftest import ROOT, real_fits
 

@@ -3,7 +3,7 @@ night's files, shows new ones without a reload, and says where users look whethe
 science frame's spectra are calibrated."""
 import uuid
 
-from functions.api.chalicelib.index import FileIndex, file_id_for
+from golive_data.index import FileIndex, file_id_for
 from tests.conftest import real_fits
 
 

@@ -11,7 +11,8 @@ import pytest
 from astropy.io import fits
 
 from functions import reduction
-from functions.api.chalicelib.index import FINAL_STATUSES, file_id_for
+from golive_data.index import file_id_for
+from golive_data.item import FINAL_STATUSES
 from infra.local.runner import QueuePoller
 
 

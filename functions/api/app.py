@@ -1,11 +1,13 @@
-"""Goodman Live's public API. Routes only: the work is in chalicelib/."""
+"""Goodman Live's public API. Routes only: the work is in chalicelib/ and in the data
+layer it shares with the workers, golive_data/ (vendored: functions/api/vendor/)."""
 from chalice import BadRequestError, Chalice, CORSConfig, NotFoundError
 
 from chalicelib import pagetoken
-from chalicelib.index import BadRequest, FileIndex, public_view
+from chalicelib.openapi import openapi
 from chalicelib.query import FilesQuery
-from chalicelib.settings import Settings
 from chalicelib.views import with_download_urls
+from golive_data.index import BadRequest, FileIndex, public_view
+from golive_data.settings import Settings
 
 API_VERSION = "0.1.0"
 #: HEAD wherever GET: API Gateway routes only the methods a route declares
@@ -82,6 +84,12 @@ def file_detail(file_id):
     if item is None:
         raise NotFoundError(f"no file with id {file_id}")
     return with_download_urls(public_view(item), _signer(), _settings().url_expiry_seconds)
+
+
+@app.route("/api/openapi.json", methods=READ)
+def openapi_document():
+    """The OpenAPI description of every route, with the schema of a file item."""
+    return openapi(app, API_VERSION)
 
 
 @app.route("/{proxy+}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])

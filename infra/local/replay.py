@@ -14,7 +14,8 @@ from typing import Dict, Iterable, List, Optional
 
 import requests
 
-from functions.api.chalicelib.index import FINAL_STATUSES, STATUS_FAILED, file_id_for
+from golive_data.index import file_id_for
+from golive_data.item import FINAL_STATUSES, STATUS_FAILED
 from infra.local.system import EmbeddedSystem
 from sync_agent.agent import FITS_SUFFIXES
 

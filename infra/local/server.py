@@ -28,9 +28,13 @@ API_DIR = Path(__file__).resolve().parents[2] / "functions" / "api"
 
 
 def load_api_app():
-    """Import functions/api/app.py the way Lambda does: with its folder as the root."""
+    """Import functions/api/app.py the way Lambda does: with its folder as the root,
+    and its vendor/ folder (golive_data) importable as `chalice local` makes it, at the
+    end of sys.path (from the repository's root the same package is found first)."""
     if str(API_DIR) not in sys.path:
         sys.path.insert(0, str(API_DIR))
+    if (API_DIR / "vendor").is_dir() and str(API_DIR / "vendor") not in sys.path:
+        sys.path.append(str(API_DIR / "vendor"))
     spec = importlib.util.spec_from_file_location("goodman_live_api", API_DIR / "app.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

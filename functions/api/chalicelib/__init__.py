@@ -1,7 +1,7 @@
-"""The light library shared by the API and the ingest function.
+"""The API's own views: what a route is asked (query.py), its signed page tokens
+(pagetoken.py), how items are dressed for clients (views.py).
 
-It lives here because `chalice package` ships only an app's own folder and its
-`chalicelib/`; the ingest function imports it as `functions.api.chalicelib`, so the
-index schema and the settings exist once. Nothing here may import numpy or astropy:
-the API package must stay small.
+The index and the settings are the data layer the workers share: golive_data/, at the
+top of the repository. Nothing here may import numpy or astropy: the API package must
+stay small.
 """

@@ -18,7 +18,7 @@ import json
 import re
 from typing import Mapping, Optional, Sequence, Tuple
 
-from .index import BadRequest
+from golive_data.index import BadRequest
 
 #: longer than any token issued (a position holds a path of at most 1024 characters)
 MAX_TOKEN_CHARS = 4096

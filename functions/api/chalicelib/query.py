@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from .index import BadRequest, check_cursor, file_type
+from golive_data.index import BadRequest, check_cursor, file_type
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 100

@@ -13,8 +13,9 @@ One table, keyed so that every request path is a GetItem or a Query:
               a message a queue gave up on, kept for the operator to redrive
               (state dead, then redriven, with a count of redrives)
               (functions/deadletters.py, functions/operations.py)
-The file id is derived from the storage location, so an event delivered twice, or
-two workers racing on it, land on the same item.
+A file item's fields are declared in item.py (FILE_ITEM): the writes below refuse any
+other, and the API serves its public ones. The file id is derived from the storage
+location, so an event delivered twice, or two workers racing on it, land on the same item.
 """
 from __future__ import annotations
 
@@ -26,16 +27,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-# Statuses a raw file can be in. A file in a FINAL status needs no further work until
-# something new happens to it (a new upload, a calibration it waited for, a
-# re-reduction request).
-STATUS_RETRYING = "retrying"
-STATUS_REDUCING = "reducing"        # indexed; its reduction is pending or running
-STATUS_INDEXED = "indexed"          # indexed; nothing more to do for it alone (bias, flat)
-STATUS_REDUCED = "reduced"
-STATUS_UNSUPPORTED = "unsupported"  # a valid frame the reduction cannot handle; `error` says why
-STATUS_FAILED = "failed"
-FINAL_STATUSES = frozenset({STATUS_INDEXED, STATUS_REDUCED, STATUS_UNSUPPORTED, STATUS_FAILED})
+from .item import FILE_TYPES, check_fields, public
+
 MASTER_BUILDING = "building"
 MASTER_READY = "ready"
 
@@ -46,14 +39,9 @@ DEAD_LETTER_REDRIVEN = "redriven"   # sent back to its queue
 FILE_SK = "FILE"
 _KEY_ATTRS = ("pk", "sk", "night_pk", "night_sk", "type_pk", "updated_sk", "claim_token", "claim_until")
 
-#: What a file item's `obstype` (and its by_night_type partition) can be: the frame
-#: types of functions/core/classify.py (OBSTYPES) and the masters the reduction lists
-#: beside them, in the order the page offers them.
-FILE_TYPES = ("BIAS", "FLAT", "COMP", "OBJECT", "MASTER_BIAS", "MASTER_FLAT", "DARK", "FOCUS", "UNKNOWN")
-
 #: A position in a night's listing: (listing, night_sk, file_id), where the listing is
 #: the index it pages through. It is what `list_files` returns for the next page and
-#: takes back; the API hands it to clients only signed (chalicelib/pagetoken.py).
+#: takes back; the API hands it to clients only signed (functions/api/chalicelib/pagetoken.py).
 Position = Tuple[str, str, str]
 _LISTINGS = {"by_night": "night_pk", "by_night_type": "type_pk"}   # index -> its partition attribute
 _FILE_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
@@ -115,9 +103,9 @@ def _decode(raw: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def public_view(item: Dict[str, Any]) -> Dict[str, Any]:
-    """The item as the API serves it: without the table's key attributes, and with
-    `error` and `products` always present (null / empty) so clients need not guess."""
-    view = {k: v for k, v in item.items() if k not in _KEY_ATTRS}
+    """The item as the API serves it: its public fields (item.FILE_ITEM), with `error`
+    and `products` always present (null / empty) so clients need not guess."""
+    view = public(item)
     view.setdefault("error", None)
     view.setdefault("products", [])
     return view
@@ -197,10 +185,12 @@ class FileIndex:
     # ---- writes -------------------------------------------------------------
     def record_file(self, fields: Dict[str, Any]) -> bool:
         """Write a raw file's item. Returns True when the file is new to the index.
+        Its fields must be declared (item.FILE_ITEM): UndeclaredField otherwise.
 
         A new file is put and counted on its night in one transaction, so a
         redelivered event can neither duplicate the item nor count it twice.
         """
+        check_fields(fields)
         now = utcnow()
         night, file_id = fields["night"], fields["file_id"]
         item = dict(fields)
@@ -238,6 +228,7 @@ class FileIndex:
 
     def update_file(self, file_id: str, fields: Dict[str, Any]) -> None:
         """Change some fields of an existing file item (and move it in the change feed)."""
+        check_fields(fields)
         now = utcnow()
         fields = {**fields, "updated_at": now, "updated_sk": f"{now}#{file_id}"}
         self._db.update_item(TableName=self._table, Key=_encode({"pk": f"FILE#{file_id}", "sk": FILE_SK}),
