@@ -28,16 +28,6 @@ def _check(**kwargs):
     return consistency.check(services, config_for(services), nights=[NIGHT], orphan_grace=0, raw_grace=0, **kwargs)
 
 
-def _idle(system, timeout=60):
-    deadline = time.monotonic() + timeout
-    quiet = 0
-    while time.monotonic() < deadline:
-        quiet = quiet + 1 if system.idle() else 0
-        if quiet >= 3:
-            return
-        time.sleep(0.3)
-    raise AssertionError("the system did not go idle")
-
 
 def _kinds(report):
     return sorted(f.kind for f in report.findings)
@@ -72,7 +62,7 @@ def test_a_lost_product_is_made_again(system, s3, api, night):
     s3.delete_object(Bucket=product["bucket"], Key=product["key"])
     report = _check(repair=True)
     assert _kinds(report) == ["missing_product"] and report.findings[0].action == "reduce it again"
-    _idle(system)
+    system.wait_idle(60)
     assert s3.head_object(Bucket=product["bucket"], Key=product["key"])["ContentLength"] > 0
     assert _check().findings == []
 
@@ -92,7 +82,7 @@ def test_a_stuck_file_is_queued_again(system, night):
     services.index.update_file(fid, {"status": "reducing"})
     report = _check(repair=True, stuck_after=0)
     assert _kinds(report) == ["stuck"] and report.findings[0].action == "queue after_index"
-    _idle(system)
+    system.wait_idle(60)
     item = services.index.get_file(fid)
     assert item["status"] == "reduced" and item["check_requeues"] == 1
 
@@ -108,7 +98,7 @@ def test_a_file_stuck_for_good_ends_failed_with_the_reason(system, night):
     assert item["status"] == "failed" and "requeued 3 times" in item["error"] and "boom" in item["error"]
     services.index.update_file(fid, {"check_requeues": None})
     send_task(services, {"task": "reduce", "file_id": fid, "force": True})
-    _idle(system)
+    system.wait_idle(60)
     assert services.index.get_file(fid)["status"] == "reduced"
 
 
@@ -120,7 +110,7 @@ def test_a_raw_object_never_indexed_is_ingested(system, night):
                                                                       "sk": {"S": "FILE"}})
     report = _check(repair=True)
     assert _kinds(report) == ["raw_without_item"]
-    _idle(system)
+    system.wait_idle(60)
     assert services.index.get_file(bias["file_id"])["status"] == "indexed"
 
 
@@ -136,7 +126,7 @@ def test_a_raw_object_gone_ends_failed(system, s3, night):
         assert item["status"] == "failed" and "no longer in storage" in item["error"]
     finally:
         s3.put_object(Bucket=bias["raw_bucket"], Key=bias["raw_key"], Body=body)
-        _idle(system)
+        system.wait_idle(60)
 
 
 def test_a_re_reduction_deletes_what_it_no_longer_makes(system, s3, night):
@@ -151,7 +141,7 @@ def test_a_re_reduction_deletes_what_it_no_longer_makes(system, s3, night):
              "size": 12, "content_type": "application/fits", "version": item["reduction_version"]}
     services.index.update_file(fid, {"products": item["products"] + [entry]})
     send_task(services, {"task": "reduce", "file_id": fid, "force": True})
-    _idle(system)
+    system.wait_idle(60)
     after = services.index.get_file(fid)
     assert stale not in {p["key"] for p in after["products"]}
     assert s3.list_objects_v2(Bucket=bucket, Prefix=stale)["KeyCount"] == 0

@@ -42,15 +42,6 @@ def lamp_frame(tmp_path_factory):
     return next(out.glob("*.fits")).read_bytes()
 
 
-def _idle(system, timeout=30):
-    deadline, quiet = time.monotonic() + timeout, 0
-    while time.monotonic() < deadline:
-        quiet = quiet + 1 if system.idle() else 0
-        if quiet >= 3:
-            return
-        time.sleep(0.3)
-    raise AssertionError("the system did not go idle")
-
 
 def _letters_of(file_id, listing):
     return [d for d in listing.letters if any(f["file_id"] == file_id for f in d.files)]
@@ -105,7 +96,7 @@ def test_a_reduction_that_fails_every_delivery_is_dead_lettered_listed_and_redri
     assert _letters_of(fid, operations.list_dead_letters(services)) == []
     [kept] = _letters_of(fid, operations.list_dead_letters(services, include_redriven=True))
     assert kept.state == "redriven" and kept.redrives == 1
-    _idle(system)
+    system.wait_idle(30)
     report = consistency.check(services, reduction.config_for(services), nights=[NIGHT], orphan_grace=0,
                                raw_grace=0)
     assert report.findings == [], report.lines()     # no product twice, none left over

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -97,6 +98,17 @@ class EmbeddedSystem:
 
     def idle(self) -> bool:
         return all(p.idle() for p in self.pollers)
+
+    def wait_idle(self, timeout: float = 60.0, looks: int = 3) -> None:
+        """Until every poller is idle `looks` times in a row (work hands on work: one idle
+        look can fall between a task and the one it queues); AssertionError after `timeout`."""
+        deadline, quiet = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline:
+            quiet = quiet + 1 if self.idle() else 0
+            if quiet >= looks:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"the system did not go idle in {timeout:g} s")
 
     def poller(self, name: str) -> QueuePoller:
         return next(p for p in self.pollers if p.name == name)
