@@ -367,6 +367,3 @@ class TreeWatcher:
         self.wd_of.clear()
         self.folder_of.clear()
         self._inotify_tried = False
-
-
-FolderWatcher = TreeWatcher     # the name it had while it watched one folder
