@@ -37,6 +37,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from golive_data.index import FileIndex, file_id_for, iter_all_files
 from golive_data.item import FINAL_STATUSES, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCED
+from golive_data.versions import list_versions, store_of
 from functions.core import calibrations as cal
 from functions.products import item_product_key, stem_of
 from functions.services import Services, send_task
@@ -178,6 +179,12 @@ def _check_night(night, services, config, report, repair, stuck_after, orphan_gr
         listed.update(keys)
         if item.get("raw_bucket") == settings.products_bucket:     # a master's own entry
             listed.add(item.get("raw_key"))
+        if item.get("versions_requested") or item.get("settings_version"):
+            # a re-reduced file's earlier versions are kept: their objects are listed
+            # by their version items (golive_data/versions.py), not by the file's
+            for version in list_versions(*store_of(services.index), item["file_id"]):
+                listed.update(p["key"] for p in version.get("products") or []
+                              if p.get("bucket") == settings.products_bucket)
         _check_item(item, keys, products, raw, services, config, report, repair, stuck_after, now)
     indexed = {item["file_id"] for item in items}
     reingested = set()

@@ -1,10 +1,13 @@
 """Where products go in the products bucket, and the entry that lists each one.
 
-Every product of a raw file lives under `{night}/{stem}/`, masters under
+Every product of a raw file lives under `{night}/{stem}/`, those of a requested version
+n of its reduction (golive_data/versions.py) under `{night}/{stem}/v<n>/`, masters under
 `{night}/masters/`; the entry is what the index stores and the API signs."""
 from __future__ import annotations
 
 from typing import Any, Dict
+
+from golive_data.versions import list_versions, store_of, update_version
 
 
 def stem_of(file_name: str) -> str:
@@ -24,7 +27,11 @@ def raw_path(item: Dict[str, Any]) -> str:
 
 
 def item_product_key(item: Dict[str, Any], product_name: str) -> str:
-    return product_key(item["night"], raw_path(item), product_name)
+    """Where a product of this file goes: in the folder of the version the item is
+    reduced as (`settings_version`; none for the automatic reduction), so that no
+    version overwrites another's objects."""
+    version = int(item.get("settings_version") or 0)
+    return product_key(item["night"], raw_path(item), f"v{version}/{product_name}" if version else product_name)
 
 
 def put_product(services, key: str, file_name: str, kind: str, body: bytes, content_type: str) -> Dict[str, Any]:
@@ -52,15 +59,27 @@ def stamp_version(products, version: int):
 
 
 def remove_unlisted(file_id: str, candidates: set, services) -> int:
-    """Delete the objects among `candidates` ((bucket, key) pairs an earlier reduction
-    of this file wrote) that its item no longer lists: a re-reduction that finds fewer
-    targets leaves no stale spectra behind. The item is read consistently after the
-    new products are listed, so a product still in use is never deleted; a crash
-    before this point leaves orphans for the consistency check."""
-    if not candidates:
-        return 0
+    """Once a reduction or calibration has listed its products on the file item: the
+    version they belong to (the item's `settings_version`, if it has a version item)
+    lists them too, and the objects among `candidates` ((bucket, key) pairs an earlier
+    reduction of this file wrote) that neither the item nor any version lists are
+    deleted: a re-reduction that finds fewer targets leaves no stale spectra behind,
+    and every version's objects stay. The item is read consistently after the new
+    products are listed, so a product still in use is never deleted; a crash before
+    this point leaves orphans for the consistency check."""
     item = services.index.get_file(file_id) or {}
-    gone = sorted(candidates - product_keys(item.get("products")))
+    store = store_of(services.index)
+    versions = list_versions(*store, file_id)
+    shown = int(item.get("settings_version") or 0)
+    for v in versions:
+        if v["version"] == shown and item and v.get("products") != item.get("products"):
+            update_version(*store, file_id, shown, {"products": item.get("products") or [],
+                                                   "spectra_status": item.get("spectra_status")})
+            v["products"] = item.get("products") or []
+    kept = product_keys(item.get("products"))
+    for v in versions:
+        kept |= product_keys(v.get("products"))
+    gone = sorted(set(candidates) - kept)
     for bucket, key in gone:
         services.s3.delete_object(Bucket=bucket, Key=key)
     return len(gone)

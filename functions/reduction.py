@@ -2,7 +2,9 @@
 
 It works through task messages (`{"goodman_live_task": ...}`) on its own queue: the
 ingest function sends `after_index` for every frame it lists; a new master sends
-`master` (flats that waited for a bias) and `reduce` (frames that waited for it).
+`master` (flats that waited for a bias) and `reduce` (frames that waited for it); the
+API sends `rereduce` for a version of a file's reduction an observer asked for with
+other settings (golive_data/versions.py).
 Everything here is idempotent: a master version is named by the frames in it and
 built by the one worker whose conditional claim succeeds; a frame is reduced again
 only when a better calibration than the one it used exists.
@@ -20,9 +22,11 @@ from typing import Any, Dict, List, Optional
 
 from astropy.io import fits
 
-from golive_data.index import MASTER_READY, file_id_for, iter_all_files
+from golive_data import versions
+from golive_data.index import MASTER_READY, file_id_for, iter_all_files, utcnow
 from golive_data.item import (
-    FINAL_STATUSES, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCED, STATUS_REDUCING, STATUS_RETRYING, STATUS_UNSUPPORTED,
+    FILE_ITEM, FINAL_STATUSES, REDUCTION, SPECTROSCOPY, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCED, STATUS_REDUCING,
+    STATUS_RETRYING, STATUS_UNSUPPORTED,
 )
 from functions import spectroscopy
 from functions.core import calibrations as cal
@@ -130,7 +134,8 @@ def handle_message(body: Any, services: Services, attempt: int = 1) -> None:
     try:
         handle_task(task, services, config_for(services))
     except Exception as exc:
-        if task.get("file_id"):
+        # (a failed re-reduction is its version's failure: the file shows the version before)
+        if task.get("file_id") and task.get("task") != "rereduce":
             try:
                 services.index.update_file(task["file_id"], {
                     "status": STATUS_RETRYING, "error": f"attempt {attempt} failed: {type(exc).__name__}: {exc}"})
@@ -141,18 +146,23 @@ def handle_message(body: Any, services: Services, attempt: int = 1) -> None:
 
 def dead_lettered(body: Any, services: Services, attempt: int = 1) -> None:
     """A task the queue gave up on: kept for the operator to redrive (functions.operations),
-    and its file, unless it has finished since, ends `failed` with the last error."""
+    and its file, unless it has finished since, ends `failed` with the last error (for a
+    `rereduce`, its version does; the file shows the version before it)."""
     task = parse_task(body) or {}
     deliveries = services.settings.max_receive_count
     log.error("task gave up after %d deliveries: %s", deliveries, task)
     existing = services.index.get_file(task["file_id"]) if task.get("file_id") else None
-    reason = gave_up(deliveries, existing.get("error") if existing else
+    version = _task_version(task, services)
+    reason = gave_up(deliveries, version.get("error") if version else existing.get("error") if existing else
                      f"not recorded (a {task.get('task') or 'malformed'} task names no file: see the reduction "
                      f"function's log)")
     files = ([deadletters.file_ref(existing)] if existing else
              [{"file_id": task["file_id"]}] if task.get("file_id") else [])
     entry = deadletters.record(services, deadletters.REDUCE, body, reason, files, deliveries)
-    if existing and existing.get("status") not in FINAL_STATUSES:
+    if version:
+        versions.update_version(*versions.store_of(services.index), task["file_id"], version["version"],
+                                {"status": versions.FAILED, "error": reason, "finished_at": utcnow()})
+    elif existing and existing.get("status") not in FINAL_STATUSES:
         services.index.update_file(task["file_id"], {"status": STATUS_FAILED, "error": reason,
                                                      "dead_letter": deadletters.note(entry)})
 
@@ -162,7 +172,7 @@ def dead_lettered(body: Any, services: Services, attempt: int = 1) -> None:
 CLAIM_SECONDS = 30
 #: How soon a task that found its file claimed looks again.
 CLAIM_RETRY_SECONDS = 3
-_CLAIMED_TASKS = ("after_index", "reduce", "calibrate")
+_CLAIMED_TASKS = ("after_index", "reduce", "calibrate", "rereduce")
 
 
 def handle_task(task: Dict[str, Any], services, config: ReductionConfig) -> None:
@@ -200,6 +210,8 @@ def _run_task(task: Dict[str, Any], services, config: ReductionConfig) -> None:
         item = services.index.get_file(task["file_id"])
         if item and item.get("status") == STATUS_REDUCED:
             spectroscopy.calibrate(item, services, config)
+    elif task.get("task") == "rereduce":
+        rereduce(task["file_id"], int(task["version"]), services, config)
     elif task.get("task") == "master":
         build_master_if_ready(task["kind"], task["night"], task["group"], services, config, now=True)
     elif task.get("task") == "dependents":
@@ -421,7 +433,9 @@ def same_calibrations(a: Optional[Dict[str, Any]], b: Optional[Dict[str, Any]]) 
 
 
 def best_calibrations(item: Dict[str, Any], services, config: ReductionConfig):
-    """(master bias, master flat, notes, the `calibrations` reference they make)."""
+    """(master bias, master flat, notes, the `calibrations` reference they make), by the
+    item's own settings."""
+    config = spectroscopy.config_for_item(config, item, services)
     settings, night = config.settings, item["night"]
     bias = None if settings.ignore_bias else find_master(cal.BIAS, cal.bias_group(item), night, services, config)
     flat, master_notes = (None, []) if settings.ignore_flats else find_flat(item, services, config)
@@ -433,7 +447,10 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig, force: 
     already was reduced with exactly those (a duplicate event, a redundant task),
     unless `force` (a product found missing). What an earlier reduction wrote and this
     one does not (a target no longer found, the quicklook previews) is deleted once
-    the index lists the new products."""
+    the index lists the new products, unless a version lists it. The item's own
+    settings (`settings`, those of the version it shows) are on top of the deployment's,
+    and its products go to that version's folder (products.item_product_key)."""
+    config = spectroscopy.config_for_item(config, item, services)
     settings = config.settings
     bias, flat, master_notes, wanted = best_calibrations(item, services, config)
     if not force and item.get("status") == STATUS_REDUCED and same_calibrations(item.get("calibrations"), wanted):
@@ -490,6 +507,100 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig, force: 
     elif report["obstype"] == "COMP":
         spectroscopy.lamp_reduced({**item, **fields}, services, config)
     remove_unlisted(item["file_id"], earlier, services)
+
+
+# ---- versions: a re-reduction with settings (golive_data/versions.py) ---------------
+#: What a file item shows of a reduction: put back as it was when a version fails.
+_SHOWN_FIELDS = ("status", "error", "products") + tuple(f.name for f in FILE_ITEM
+                                                        if f.writer in (REDUCTION, SPECTROSCOPY))
+
+
+def rereduce(file_id: str, n: int, services, config: ReductionConfig) -> None:
+    """Reduce a file again as version `n`, with the settings it asked for on top of the
+    deployment's, and make it the version the file item shows. The version shown
+    until now is recorded first if it has no version item (version 0, the automatic
+    reduction), so that it stays listed and its objects stay in storage. A version
+    that fails (settings refused, an unsupported frame, an error) is not adopted: the
+    item goes back to what it showed, and the version says why; an error is raised
+    again, so the queue retries the version."""
+    store = versions.store_of(services.index)
+    version = versions.get_version(*store, file_id, n)
+    if version is None:
+        log.error("rereduce: file %s has no version %d", file_id, n)
+        return
+    if version.get("status") == versions.DONE:
+        return  # a duplicate task
+    item = services.index.get_file(file_id)
+    overrides = version.get("settings") or {}
+    refusal = _refusal(item, overrides, config)
+    if refusal:
+        versions.update_version(*store, file_id, n, {"status": versions.FAILED, "error": refusal,
+                                                     "finished_at": utcnow()})
+        return
+    versions.update_version(*store, file_id, n, {"status": versions.REDUCING, "started_at": utcnow(), "error": None,
+                                                 "finished_at": None})
+    _record_shown_version(item, services)
+    services.index.update_file(file_id, {"settings_version": n, "settings": overrides})
+    try:
+        reduce_file({**item, "settings_version": n, "settings": overrides}, services, config, force=True)
+    except Exception as exc:
+        _not_adopted(item, n, f"{type(exc).__name__}: {exc}", services)
+        raise
+    after = services.index.get_file(file_id) or {}
+    if after.get("status") != STATUS_REDUCED:
+        _not_adopted(item, n, after.get("error") or f"the reduction ended {after.get('status')}", services)
+        return
+    versions.update_version(*store, file_id, n, {
+        "status": versions.DONE, "finished_at": utcnow(), "error": None, "products": after.get("products") or [],
+        "spectra_status": after.get("spectra_status")})
+    log.info("reduced %s as version %d with %s", item["file_name"], n, overrides)
+
+
+def _refusal(item: Optional[Dict[str, Any]], overrides: Dict[str, Any], config: ReductionConfig) -> Optional[str]:
+    """Why a version of this file cannot be reduced at all, or None."""
+    if item is None:
+        return "the file is no longer in the index"
+    if item.get("obstype") not in cal.REDUCED_TYPES:
+        return (f"a {item.get('obstype')} frame is not reduced on its own: only lamp and science frames "
+                f"({', '.join(cal.REDUCED_TYPES)}) have versions")
+    try:
+        config.settings.merged(overrides)
+    except ValueError as exc:
+        return f"settings refused: {exc}"
+    return None
+
+
+def _record_shown_version(item: Dict[str, Any], services) -> None:
+    """The version the item shows, as a version item, unless it has one (version 0,
+    the automatic reduction, gets one when a requested version first replaces it)."""
+    shown = int(item.get("settings_version") or 0)
+    reduced = item.get("status") == STATUS_REDUCED
+    versions.record_version(*versions.store_of(services.index), item["file_id"], shown, {
+        "status": versions.DONE if reduced else versions.FAILED, "settings": item.get("settings") or {},
+        "requested_by": versions.AUTOMATIC if shown == 0 else "unknown", "requested_at": item.get("created_at"),
+        "finished_at": item.get("updated_at"), "products": item.get("products") or [],
+        "spectra_status": item.get("spectra_status"),
+        "error": None if reduced else item.get("error") or f"the reduction ended {item.get('status')}"})
+
+
+def _not_adopted(before: Dict[str, Any], n: int, error: str, services) -> None:
+    """Version `n` failed: the item shows again what it showed `before`, the version
+    says why, and the objects it listed are deleted (what a version lists is kept)."""
+    file_id = before["file_id"]
+    now = services.index.get_file(file_id) or {}
+    written = _product_keys(now.get("products")) - _product_keys(before.get("products"))
+    services.index.update_file(file_id, {name: before.get(name) for name in _SHOWN_FIELDS})
+    versions.update_version(*versions.store_of(services.index), file_id, n, {
+        "status": versions.FAILED, "error": error, "finished_at": utcnow(), "products": []})
+    remove_unlisted(file_id, written, services)
+    log.warning("version %d of %s failed, not adopted: %s", n, before.get("file_name"), error)
+
+
+def _task_version(task: Dict[str, Any], services) -> Optional[Dict[str, Any]]:
+    """The version a `rereduce` task is for (None for other tasks)."""
+    if task.get("task") != "rereduce" or not task.get("file_id") or task.get("version") is None:
+        return None
+    return versions.get_version(*versions.store_of(services.index), task["file_id"], int(task["version"]))
 
 
 def _raw_preview(item, data, services) -> Dict[str, Any]:

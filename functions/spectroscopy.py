@@ -20,7 +20,7 @@ what differed between the frame and the calibrations it used.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -34,6 +34,7 @@ from functions.core.spectra import (calibrate_target, calibrated_fits, central_l
 from functions.products import (product_keys, put_file_product, read_fits, read_fits_hdus, remove_unlisted,
                                 stamp_version, stem_of)
 from functions.services import send_task
+from functions.proposals import proposal_settings
 
 log = logging.getLogger("goodman_live.spectra")
 
@@ -49,6 +50,17 @@ _LAMP_CACHE_SIZE = 4
 
 #: per target number: flux, variance, header, sky
 Extracted = Dict[int, Tuple[np.ndarray, Optional[np.ndarray], Any, Optional[np.ndarray]]]
+
+
+def config_for_item(config, item: Dict[str, Any], services=None):
+    """The configuration a file's reductions and calibrations use: `config` with its
+    settings merged with the file item's own overrides (`settings`: those of the
+    requested version it shows, golive_data/versions.py, which the API merged over its
+    proposal's), or else, given `services`, its proposal's settings (functions/proposals.py)."""
+    overrides = item.get("settings")
+    if not item.get("settings_version") and services is not None:
+        overrides = {**proposal_settings(item, services), **(overrides or {})}
+    return replace(config, settings=config.settings.merged(overrides)) if overrides else config
 
 
 # ---- extraction (in the worker that reduced the frame) ---------------------------
@@ -143,6 +155,7 @@ def _ready(f: Dict[str, Any]) -> bool:
 
 def find_lamp(item: Dict[str, Any], services, config) -> LampChoice:
     """The lamp to use: see the module docstring."""
+    config = config_for_item(config, item, services)
     tol = _tolerance(config)
     lamps = list(iter_all_files(services.index, item["night"], "COMP"))
     fitting = [f for f in lamps if compare_setup("COMP", item, f, tol)[0]]
@@ -253,7 +266,9 @@ def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extrac
     """Wavelength-calibrate every extracted spectrum of a science frame.
 
     Idempotent: nothing is done when the frame was already calibrated with this very
-    lamp (same lamp, same reduction of it), unless fresh spectra are handed in."""
+    lamp (same lamp, same reduction of it), unless fresh spectra are handed in. The
+    item's own settings (config_for_item) apply."""
+    config = config_for_item(config, item, services)
     spectra = [dict(s) for s in item.get("spectra") or []]
     if not spectra:
         services.index.update_file(item["file_id"], {**spectra_status(item, spectra),

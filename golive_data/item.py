@@ -38,7 +38,10 @@ CLASSIFY = "classify"           # functions/core/classify.py, through the ingest
 REDUCTION = "reduction"         # functions/reduction.py
 SPECTROSCOPY = "spectroscopy"   # functions/spectroscopy.py, in the reduction function
 OPERATIONS = "operations"       # the dead-letter handlers, functions/operations.py, functions/consistency.py
+API = "api"                     # functions/api/ (a re-reduction request: golive_data/versions.py)
 
+#: how a frame's proposal was found (golive_data/access.py Resolution.source)
+PROPOSAL_SOURCES = ("calibration", "header", "alias", "schedule", "unknown")
 SPECTRA_STATUSES = ("calibrated", "partly_calibrated", "not_calibrated", "waiting_for_lamp", "no_targets")
 
 
@@ -109,6 +112,8 @@ FILE_ITEM: Tuple[Field, ...] = (
     _f("notes", "array", CLASSIFY, "what the classification noticed (and header repairs, 'header repaired: ...')",
        items="string"),
     _f("header_repairs", "array", INGEST, "what was repaired in the raw header to read it", items="string"),
+    _f("proposal_header", "string", CLASSIFY, "PROPOSAL keyword as written; which proposal the frame belongs to is "
+                                              "resolved from it when read (golive_data/access.py)"),
     # reduction (functions/reduction.py)
     _f("calibrations", "object", REDUCTION, "the masters it was reduced with: {master_bias, master_flat}, each "
                                             "{file_name, night, count, key}"),
@@ -123,6 +128,13 @@ FILE_ITEM: Tuple[Field, ...] = (
     _f("master_bias", "string", REDUCTION, "the master bias a master flat was made with (file name)"),
     _f("setup", "object", REDUCTION, "a master entry's setup: the classification fields calibrations are "
                                      "matched on"),
+    _f("settings_version", "integer", REDUCTION, "the requested version (golive_data/versions.py) its products "
+                                                 "belong to, filed under {night}/{stem}/v<n>/; 0 or absent: the "
+                                                 "automatic reduction"),
+    _f("settings", "object", REDUCTION, "the settings it is reduced with on top of the deployment's: the overrides "
+                                        "of version settings_version, kept by later reductions ({} or absent: none)"),
+    _f("versions_requested", "integer", API, "how many re-reductions with settings were requested (numbers the "
+                                             "versions)"),
     # spectra (functions/spectroscopy.py)
     _f("spectra", "array", SPECTROSCOPY, "one entry per extracted target: number, row, fwhm, extraction, "
                                          "median_snr, wavelength, wavelength_error, calibrated_file_name, ...",
@@ -155,8 +167,21 @@ FILE_ITEM: Tuple[Field, ...] = (
     _f("claim_until", "string", INDEX, "when that worker's claim runs out", public=False),
 )
 
+#: Fields the API adds to an item as it serves it to a caller, never stored (so no
+#: writer may set them): who the frame belongs to as resolved for that request
+#: (golive_data/access.py), and on GET /api/files/{id} the versions kept.
+SERVED: Tuple[Field, ...] = (
+    _f("proposal", "string", API, "the proposal the frame belongs to, resolved from proposal_header, the operator's "
+                                  "aliases and schedule; null for calibrations and frames of unknown proposal"),
+    _f("proposal_source", "string", API, "how it was resolved", enum=PROPOSAL_SOURCES),
+    _f("access_note", "string", API, "why only staff see the frame (its proposal is unknown), and what would fix it"),
+    _f("versions", "array", API, "every reduction version kept, oldest first (GET /api/files/{id} only): "
+                                 "{version, status, settings, requested_by, requested_at, finished_at, error, "
+                                 "products}", items="object"),
+)
+
 FIELDS: Dict[str, Field] = {f.name: f for f in FILE_ITEM}
-PUBLIC_FIELDS = frozenset(f.name for f in FILE_ITEM if f.public)
+PUBLIC_FIELDS = frozenset(f.name for f in FILE_ITEM + SERVED if f.public)
 #: always in what the API serves (public_view gives `error` and `products` a null / empty default)
 REQUIRED = ("file_id", "night", "file_name", "status", "error", "products")
 
@@ -177,7 +202,7 @@ def json_schema() -> Dict[str, Any]:
     """JSON Schema (draft 2020-12, as OpenAPI 3.1 takes it) of a file item as the API
     serves it. Optional fields may be null; products carry the `url` the API signs."""
     properties: Dict[str, Any] = {}
-    for f in FILE_ITEM:
+    for f in FILE_ITEM + SERVED:
         if not f.public:
             continue
         prop: Dict[str, Any] = {"type": f.type if f.name in ("file_id", "night", "file_name", "status", "products")
@@ -200,8 +225,9 @@ def json_schema() -> Dict[str, Any]:
 def markdown_table() -> str:
     """The declaration as a Markdown table (README.md's, checked by a test)."""
     rows = ["| field | type | written by | served | meaning |", "|---|---|---|---|---|"]
-    for f in FILE_ITEM:
+    for f in FILE_ITEM + SERVED:
         kind = f"{f.type} of {f.items}" if f.items else f.type
-        rows.append(f"| `{f.name}` | {kind} | {f.writer} | {'yes' if f.public else 'no'} | "
+        writer = f"{f.writer} (as served, not stored)" if f in SERVED else f.writer
+        rows.append(f"| `{f.name}` | {kind} | {writer} | {'yes' if f.public else 'no'} | "
                     f"{f.meaning.replace('|', '/')} |")
     return "\n".join(rows) + "\n"
