@@ -37,4 +37,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/ccd.py
 
 clean:
-	rm -rf $(VENV) static_site/build .demo out .pytest_cache
+	rm -rf $(VENV) static_site/build .demo out .pytest_cache .hypothesis

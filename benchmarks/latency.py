@@ -24,7 +24,6 @@ import threading
 import time
 from pathlib import Path
 
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,10 +39,10 @@ def percentile(values, q):
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def watch_api(base: str, night: str, seen: dict, stop: threading.Event, expected: int) -> None:
+def watch_api(base: str, night: str, seen: dict, stop: threading.Event, expected: int, http) -> None:
     """Follow the change feed as the page does, noting when each file first shows up
     (indexed), when a science frame's quicklook shows up, and when it turns final."""
-    http, cursor = requests.Session(), ""
+    cursor = ""
     while not stop.is_set():
         data = http.get(f"{base}/api/files", params={"night": night, "since": cursor}, timeout=10).json()
         now = time.time()
@@ -71,7 +70,8 @@ def run_path(system: EmbeddedSystem, name: str, night: str, frames: int, cadence
     with tempfile.TemporaryDirectory(prefix=f"latency-{name}-") as tmp:
         watch = Path(tmp) / "RAW"
         watch.mkdir()
-        watcher = threading.Thread(target=watch_api, args=(system.url, night, seen, stop, frames))
+        watcher = threading.Thread(target=watch_api, args=(system.url, night, seen, stop, frames,
+                                                                system.operator().session(system.url)))
         watcher.start()
         agent = None
         if name == "agent":

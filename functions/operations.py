@@ -335,7 +335,8 @@ def _reopen(services: Services, file_id: str, note: str) -> None:
 #: The stack's outputs (infra/sam.py) and the environment variables they stand for.
 STACK_OUTPUTS = {"RawBucketName": "RAW_BUCKET", "ProductsBucketName": "PRODUCTS_BUCKET",
                  "IndexTableName": "INDEX_TABLE", "ReduceQueueUrl": "WORK_QUEUE_URL",
-                 "IngestQueueUrl": "INGEST_QUEUE_URL"}
+                 "IngestQueueUrl": "INGEST_QUEUE_URL", "UserPoolId": "USER_POOL_ID",
+                 "UserPoolClientId": "USER_POOL_CLIENT_ID"}
 
 
 def environment_from_outputs(outputs: Iterable[Dict[str, str]], environ: Mapping[str, str]) -> Dict[str, str]:
@@ -344,13 +345,18 @@ def environment_from_outputs(outputs: Iterable[Dict[str, str]], environ: Mapping
     return env
 
 
-def _settings(args, environ: Mapping[str, str]) -> Settings:
-    if args.stack:
-        import boto3
+def deployment_environment(stack_name: Optional[str], environ: Mapping[str, str]) -> Dict[str, str]:
+    """The environment, with a deployed stack's outputs over it when one is named."""
+    if not stack_name:
+        return dict(environ)
+    import boto3
 
-        stack = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
-        environ = environment_from_outputs(stack.get("Outputs", []), environ)
-    return Settings.from_env(environ)
+    stack = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
+    return environment_from_outputs(stack.get("Outputs", []), environ)
+
+
+def _settings(args, environ: Mapping[str, str]) -> Settings:
+    return Settings.from_env(deployment_environment(args.stack, environ))
 
 
 def _print(lines: Iterable[str]) -> None:

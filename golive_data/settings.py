@@ -17,7 +17,8 @@ class Settings:
     raw_prefix: str = "raw/"
     region: str = "us-east-1"
     endpoint_url: Optional[str] = None
-    url_expiry_seconds: int = 3600
+    #: how long a signed download URL works (URL_EXPIRY_SECONDS; 15 minutes)
+    url_expiry_seconds: int = 900
     max_receive_count: int = 3
     work_queue_url: Optional[str] = None
     #: the ingest function's queue: where the consistency check sends a raw object to be
@@ -37,20 +38,29 @@ class Settings:
     allowed_origin: Optional[str] = None
     #: HMAC key that signs the API's page tokens (PAGE_TOKEN_KEY); see page_token_key_for
     page_token_key: bytes = field(default=b"", repr=False)
+    #: the Cognito user pool whose users may call the API, and the page's app client
+    user_pool_id: Optional[str] = None
+    user_pool_client_id: Optional[str] = None
+    #: where Cognito is reached (its API and the pool's keys): AWS's regional endpoint,
+    #: or the local stack's
+    cognito_endpoint: Optional[str] = None
+    #: days after DATE-OBS a proposal's frames stay visible to its members only
+    proprietary_days: int = 365
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
         missing = [k for k in ("RAW_BUCKET", "PRODUCTS_BUCKET", "INDEX_TABLE") if not environ.get(k)]
         if missing:
             raise RuntimeError("missing environment variables: " + ", ".join(missing))
+        region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         return cls(
             raw_bucket=environ["RAW_BUCKET"],
             products_bucket=environ["PRODUCTS_BUCKET"],
             index_table=environ["INDEX_TABLE"],
             raw_prefix=environ.get("RAW_PREFIX", "raw/"),
-            region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            region=region,
             endpoint_url=environ.get("AWS_ENDPOINT_URL") or None,
-            url_expiry_seconds=int(environ.get("URL_EXPIRY_SECONDS", "3600")),
+            url_expiry_seconds=int(environ.get("URL_EXPIRY_SECONDS", "900")),
             max_receive_count=int(environ.get("MAX_RECEIVE_COUNT", "3")),
             work_queue_url=environ.get("WORK_QUEUE_URL") or None,
             ingest_queue_url=environ.get("INGEST_QUEUE_URL") or None,
@@ -60,6 +70,11 @@ class Settings:
             gsi_settle_seconds=int(environ.get("GSI_SETTLE_SECONDS", "10")),
             allowed_origin=environ.get("ALLOWED_ORIGIN") or None,
             page_token_key=page_token_key_for(environ),
+            user_pool_id=environ.get("USER_POOL_ID") or None,
+            user_pool_client_id=environ.get("USER_POOL_CLIENT_ID") or None,
+            cognito_endpoint=(environ.get("COGNITO_ENDPOINT") or environ.get("AWS_ENDPOINT_URL")
+                              or f"https://cognito-idp.{region}.amazonaws.com"),
+            proprietary_days=int(environ.get("PROPRIETARY_DAYS", "365")),
         )
 
     def client(self, service: str, **config):

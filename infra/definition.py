@@ -43,6 +43,28 @@ def environment(definition: Dict[str, Any]) -> Dict[str, str]:
     }
 
 
+def user_pool_kwargs(definition: Dict[str, Any]) -> Dict[str, Any]:
+    """boto3 create_user_pool arguments: accounts made by operators only (no sign-up)."""
+    pool = definition["user_pool"]
+    return {"PoolName": pool["name"],
+            "Policies": {"PasswordPolicy": {"MinimumLength": pool["password_min_length"], "RequireUppercase": False,
+                                            "RequireLowercase": True, "RequireNumbers": True,
+                                            "RequireSymbols": False}},
+            "AdminCreateUserConfig": {"AllowAdminCreateUserOnly": True}}
+
+
+def user_pool_client_kwargs(definition: Dict[str, Any]) -> Dict[str, Any]:
+    """The page's app client: public (no secret: it runs in the browser), password
+    sign-in and refresh tokens."""
+    pool = definition["user_pool"]
+    return {"ClientName": pool["client_name"], "GenerateSecret": False,
+            "ExplicitAuthFlows": ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            "AccessTokenValidity": pool["access_token_minutes"], "IdTokenValidity": pool["access_token_minutes"],
+            "RefreshTokenValidity": pool["refresh_token_days"],
+            "TokenValidityUnits": {"AccessToken": "minutes", "IdToken": "minutes", "RefreshToken": "days"},
+            "PreventUserExistenceErrors": "ENABLED"}
+
+
 def raw_bucket_lifecycle(definition: Dict[str, Any]) -> Dict[str, Any]:
     """The raw bucket's lifecycle (boto3's LifecycleConfiguration): multipart uploads
     nobody completed are aborted after a day, so their parts are not kept and billed."""

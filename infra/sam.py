@@ -119,6 +119,13 @@ def build_template(d: Dict[str, Any]) -> Dict[str, Any]:
                                     "ReduceQueue", reduce_fn["batch_size"], policies, env),
         "ReduceDeadLetterFunction": _function(reduce_fn["dlq_handler"], 30, 256, "ReduceQueueDeadLetterQueue", 10,
                                               policies, env),
+        # Accounts: operators create users (python -m infra.admin); the page signs in with
+        # the public app client; the API verifies the tokens against the pool's keys.
+        "UserPool": {"Type": "AWS::Cognito::UserPool", "Properties": {
+            "UserPoolName": {"Fn::Sub": "${AWS::StackName}-" + d["user_pool"]["name"]},
+            **{k: v for k, v in stackdef.user_pool_kwargs(d).items() if k != "PoolName"}}},
+        "UserPoolClient": {"Type": "AWS::Cognito::UserPoolClient", "Properties": {
+            "UserPoolId": {"Ref": "UserPool"}, **stackdef.user_pool_client_kwargs(d)}},
         "ConsistencyFunction": _scheduled_function(check_fn, check_policies,
                                                    {**env, "INGEST_QUEUE_URL": {"Ref": "IngestQueue"}}),
     }
@@ -132,7 +139,8 @@ def build_template(d: Dict[str, Any]) -> Dict[str, Any]:
         "Outputs": {k: {"Value": {"Ref": v}} for k, v in (
             ("RawBucketName", "RawBucket"), ("ProductsBucketName", "ProductsBucket"),
             ("IndexTableName", "IndexTable"), ("ReduceQueueUrl", "ReduceQueue"),
-            ("IngestQueueUrl", "IngestQueue"))},
+            ("IngestQueueUrl", "IngestQueue"), ("UserPoolId", "UserPool"),
+            ("UserPoolClientId", "UserPoolClient"))},
     }
 
 

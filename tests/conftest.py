@@ -28,9 +28,12 @@ def system():
 
 
 class Api:
-    def __init__(self, base: str):
+    """The API as a signed-in user sees it (by default the system's own staff account,
+    which sees everything)."""
+
+    def __init__(self, base: str, http=None):
         self.base = base
-        self.http = requests.Session()
+        self.http = http or requests.Session()
 
     def get(self, path: str, **params):
         return self.http.get(self.base + path, params=params, timeout=10)
@@ -56,7 +59,7 @@ class Api:
 
 @pytest.fixture(scope="session")
 def api(system):
-    return Api(system.url)
+    return Api(system.url, system.operator().session(system.url))
 
 
 @pytest.fixture(scope="session")
@@ -110,3 +113,38 @@ def browser():
         b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield b
         b.close()
+
+
+# ---- users, and signing in through the page -------------------------------------------
+def new_user(system, prefix: str = "user", **fields):
+    """A user with a fresh name and password on `system` (fields: infra.accounts.UserSpec's
+    proposals, pi_of, staff)."""
+    import secrets
+
+    from infra.accounts import UserSpec
+
+    spec = UserSpec(f"{prefix}-{secrets.token_hex(4)}", secrets.token_urlsafe(18) + "a1", **fields)
+    system.add_users([spec])
+    return spec
+
+
+@pytest.fixture(scope="session")
+def staff_user(system):
+    """A staff account for the browser tests: it sees every file."""
+    return new_user(system, "staff", staff=True)
+
+
+def sign_in_page(page, system, username: str, password: str):
+    """Open the page and sign in through its form, as a person does; returns once the
+    header says who is signed in."""
+    page.goto(system.url + "/")
+    page.fill("#signin-username", username)
+    page.fill("#signin-password", password)
+    page.click("#signin-submit")
+    return wait_signed_in(page, username)
+
+
+def wait_signed_in(page, username: str):
+    """Wait until the page's header says `username` is signed in."""
+    page.wait_for_function("u => document.querySelector('#whoami').textContent.startsWith(u + ' · ')", arg=username)
+    return page

@@ -267,10 +267,20 @@ def test_api_gateway_is_given_head_beside_get_a_catch_all_and_the_one_origin(mon
     for name, value in {"RAW_BUCKET": "r", "PRODUCTS_BUCKET": "p", "INDEX_TABLE": "t",
                         "ALLOWED_ORIGIN": "https://live.example"}.items():
         monkeypatch.setenv(name, value)
-    doc = SwaggerGenerator("us-east-1", {"api_handler_arn": "arn:aws:lambda:us-east-1:1:function:api"}
+    doc = SwaggerGenerator("us-east-1", {"api_handler_arn": "arn:aws:lambda:us-east-1:1:function:api",
+                                         "api_handler_name": "api", "lambda_functions": {
+                                             "api-signed_in": {"arn": "arn:aws:lambda:us-east-1:1:function:auth"}}}
                            ).generate_swagger(load_api_app())
     assert all("head" in methods for methods in doc["paths"].values() if "get" in methods)
     assert {"get", "head", "post", "put", "patch", "delete"} <= set(doc["paths"]["/{proxy+}"])
+    # the token authorizer guards every route but the health check, the sign-in
+    # configuration and the catch-all 404
+    open_paths = {"/api/health", "/api/auth/config", "/{proxy+}"}
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            if method != "options":
+                assert bool(op.get("security")) is (path not in open_paths), (path, method)
+    assert doc["securityDefinitions"]["signed_in"]["x-amazon-apigateway-authorizer"]["type"] == "token"
     preflight = doc["paths"]["/api/files"]["options"]["x-amazon-apigateway-integration"]["responses"]["default"]
     assert preflight["responseParameters"]["method.response.header.Access-Control-Allow-Origin"] == \
         "'https://live.example'"

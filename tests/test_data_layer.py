@@ -71,9 +71,10 @@ def test_the_api_serves_only_public_fields():
 
 
 def test_the_declaration_is_whole():
-    names = [f.name for f in item.FILE_ITEM]
+    names = [f.name for f in item.FILE_ITEM + item.SERVED]
     assert len(names) == len(set(names))
-    for f in item.FILE_ITEM:
+    assert not {f.name for f in item.SERVED} & set(item.FIELDS)    # served only: no writer may store them
+    for f in item.FILE_ITEM + item.SERVED:
         assert f.type in ("string", "integer", "number", "boolean", "array", "object"), f
         assert (f.items is not None) == (f.type == "array"), f
         assert f.meaning and f.writer, f
@@ -85,7 +86,8 @@ def test_the_schema_is_valid_and_takes_a_served_item():
     Draft202012Validator.check_schema(schema)
     served = {"file_id": "abc", "night": "2024-01-01", "file_name": "a.fits", "status": "reduced", "error": None,
               "products": [{"kind": "header", "file_name": "a.header.txt", "url": "https://x"}],
-              "obstype": "OBJECT", "exptime": 30.0, "spectra_status": "calibrated", "spectra_reason": None}
+              "obstype": "OBJECT", "exptime": 30.0, "spectra_status": "calibrated", "spectra_reason": None,
+              "proposal": "SO2024A-001", "proposal_source": "header", "versions": []}
     assert not list(Draft202012Validator(schema).iter_errors(served))
     assert list(Draft202012Validator(schema).iter_errors({**served, "stray": 1}))
     assert list(Draft202012Validator(schema).iter_errors({**served, "status": "done"}))
@@ -104,9 +106,10 @@ def test_openapi_lists_every_route_with_the_file_schema(monkeypatch):
         monkeypatch.setenv(name, value)
     app = load_api_app()
     with Client(app) as client:
-        resp = client.http.get("/api/openapi.json")
-    assert resp.status_code == 200
-    doc = json.loads(resp.body)
+        assert client.http.get("/api/openapi.json").status_code == 401     # signed-in users only
+    from chalicelib.openapi import openapi
+
+    doc = openapi(app, "test")
     assert set(doc["paths"]) == set(app.routes)
     assert doc["components"]["schemas"]["File"] == item.json_schema()
     detail = doc["paths"]["/api/files/{file_id}"]["get"]

@@ -1,15 +1,29 @@
 """Goodman Live's public API. Routes only: the work is in chalicelib/ and in the data
-layer it shares with the workers, golive_data/ (vendored: functions/api/vendor/)."""
-from chalice import BadRequestError, Chalice, CORSConfig, NotFoundError
+layer it shares with the workers, golive_data/ (vendored: functions/api/vendor/).
 
-from chalicelib import pagetoken
+Every route but /api/health, /api/auth/config and unknown paths needs a signed-in user:
+the `signed_in` authorizer verifies the Cognito token (chalicelib/auth.py) the same way
+locally and in AWS, and each route decides what that user may see or do
+(golive_data/access.py, chalicelib/access.py).
+"""
+import json
+
+from chalice import (AuthResponse, BadRequestError, Chalice, ChaliceViewError, CORSConfig, ForbiddenError,
+                     NotFoundError, Response, UnauthorizedError)
+
+from chalicelib import access, auth, pagetoken
 from chalicelib.openapi import openapi
 from chalicelib.query import FilesQuery
 from chalicelib.views import with_download_urls
+from golive_data import versions
+from golive_data.access import AccessError, Directory, ROLE_OBSERVER, ROLE_PI, ROLES, check_username, proposal_id
 from golive_data.index import BadRequest, FileIndex, public_view
+from golive_data.parameters import describe as describe_settings, validate as validate_settings
 from golive_data.settings import Settings
 
-API_VERSION = "0.1.0"
+API_VERSION = "0.2.0"
+#: the key of a task message on the reduction queue (functions/services.py TASK_KEY)
+REDUCE_TASK_KEY = "goodman_live_task"
 #: HEAD wherever GET: API Gateway routes only the methods a route declares
 READ = ["GET", "HEAD"]
 
@@ -26,13 +40,26 @@ def _settings() -> Settings:
 
 # Only the page's origin may read the API from another origin (ALLOWED_ORIGIN); unset,
 # no CORS header is sent and only the API's own origin, where the page is served, may.
-app.api.cors = CORSConfig(allow_origin=_settings().allowed_origin) if _settings().allowed_origin else False
+app.api.cors = CORSConfig(allow_origin=_settings().allowed_origin,
+                          allow_headers=["Authorization"]) if _settings().allowed_origin else False
+
+
+def _client(name: str, **config):
+    if name not in _clients:
+        _clients[name] = _settings().client(name, **config)
+    return _clients[name]
 
 
 def _index() -> FileIndex:
     if "index" not in _clients:
-        _clients["index"] = FileIndex(_settings().client("dynamodb"), _settings().index_table)
+        _clients["index"] = FileIndex(_client("dynamodb"), _settings().index_table)
     return _clients["index"]
+
+
+def _directory() -> Directory:
+    if "directory" not in _clients:
+        _clients["directory"] = Directory(_client("dynamodb"), _settings().index_table)
+    return _clients["directory"]
 
 
 def _signer():
@@ -43,6 +70,41 @@ def _signer():
     return _clients["signer"]
 
 
+def _pool() -> auth.Pool:
+    s = _settings()
+    if not (s.user_pool_id and s.user_pool_client_id):
+        raise RuntimeError("USER_POOL_ID and USER_POOL_CLIENT_ID must be set: the API serves signed-in users only")
+    return auth.Pool(s.region, s.user_pool_id, s.user_pool_client_id, s.cognito_endpoint)
+
+
+def _keys() -> auth.Keys:
+    if "keys" not in _clients:
+        _clients["keys"] = auth.Keys(_pool().jwks_url)
+    return _clients["keys"]
+
+
+# ---- who is asking ------------------------------------------------------------------
+@app.authorizer(ttl_seconds=300)
+def signed_in(auth_request):
+    """A verified Cognito access or ID token (`Bearer <jwt>` or the bare token). API
+    Gateway keeps the answer for the token up to 300 s, so it allows every route and
+    carries the token's expiry: each route checks it again (chalicelib/access.py)."""
+    try:
+        claims = auth.verify(auth_request.token, _pool(), _keys())
+    except auth.Unauthorized as exc:
+        app.log.info("refused a token: %s", exc.reason)
+        raise
+    return AuthResponse(routes=["*"], principal_id=claims["username"],
+                        context={"username": claims["username"], "exp": int(claims["exp"])})
+
+
+def _caller() -> access.Caller:
+    try:
+        return access.Caller.of(app.current_request, _directory(), _settings())
+    except auth.Unauthorized as exc:
+        raise UnauthorizedError(exc.reason)
+
+
 def _query() -> dict:
     return app.current_request.query_params or {}
 
@@ -51,42 +113,203 @@ def _dressed(items) -> list:
     return [with_download_urls(f, _signer(), _settings().url_expiry_seconds) for f in items]
 
 
+def _json_body() -> dict:
+    try:
+        body = json.loads(app.current_request.raw_body or b"{}")
+    except (ValueError, RecursionError):
+        raise BadRequestError("the body must be a JSON object")
+    if not isinstance(body, dict):
+        raise BadRequestError("the body must be a JSON object")
+    return body
+
+
+# ---- open to anyone ------------------------------------------------------------------
 @app.route("/api/health", methods=READ)
 def health():
     return {"status": "ok", "api_version": API_VERSION}
 
 
-@app.route("/api/nights", methods=READ)
+@app.route("/api/auth/config", methods=READ)
+def auth_config():
+    """What the page and scripts need to sign in: the user pool, its app client, the
+    region and the Cognito endpoint to send InitiateAuth to (USER_PASSWORD_AUTH)."""
+    pool = _pool()
+    return {"api_version": API_VERSION, "region": pool.region, "user_pool_id": pool.user_pool_id,
+            "client_id": pool.client_id, "cognito_endpoint": pool.endpoint, "issuer": pool.issuer,
+            "auth_flow": "USER_PASSWORD_AUTH"}
+
+
+# ---- signed in -----------------------------------------------------------------------
+@app.route("/api/me", methods=READ, authorizer=signed_in)
+def me():
+    """Who the token belongs to: username, role, the proposals they are a member / PI of."""
+    caller = _caller()
+    return {"api_version": API_VERSION, **caller.principal.public(),
+            "proprietary_days": _settings().proprietary_days}
+
+
+@app.route("/api/nights", methods=READ, authorizer=signed_in)
 def nights():
-    return {"api_version": API_VERSION, "nights": _index().list_nights()}
+    """The nights with files, newest first, with how many files the caller may see."""
+    caller = _caller()
+    return {"api_version": API_VERSION, "nights": caller.nights(_index())}
 
 
-@app.route("/api/files", methods=READ)
+@app.route("/api/files", methods=READ, authorizer=signed_in)
 def files():
-    """A night's files, a page at a time; with `since`, only what changed after that cursor."""
+    """A night's files the caller may see, a page at a time; with `since`, only what
+    changed after that cursor."""
+    caller = _caller()
     try:
         query = FilesQuery.parse(_query())
+        visible = caller.visible_in(query.night)
         if query.since is not None:
             items, cursor = _index().changes(query.night, query.since, limit=query.limit, obstype=query.obstype)
-            return {"api_version": API_VERSION, "night": query.night, "cursor": cursor, "files": _dressed(items)}
+            return {"api_version": API_VERSION, "night": query.night, "cursor": cursor,
+                    "files": _dressed(visible(items))}
         key = _settings().page_token_key
         start = pagetoken.read(query.next, query.scope(), key)
         items, position = _index().list_files(query.night, query.obstype, query.limit, start)
     except BadRequest as exc:
         raise BadRequestError(str(exc))
     return {"api_version": API_VERSION, "night": query.night, "next": pagetoken.issue(position, query.scope(), key),
-            "files": _dressed(items)}
+            "files": _dressed(visible(items))}
 
 
-@app.route("/api/files/{file_id}", methods=READ)
-def file_detail(file_id):
-    item = _index().get_file(file_id)
-    if item is None:
+def _visible_file(caller: access.Caller, file_id: str) -> dict:
+    """The file as the caller may see it; 404, as if it did not exist, otherwise."""
+    item = _index().get_file(file_id) if access.plausible_file_id(file_id) else None
+    shown = caller.visible_in(item["night"])([public_view(item)]) if item else []
+    if not shown:
         raise NotFoundError(f"no file with id {file_id}")
-    return with_download_urls(public_view(item), _signer(), _settings().url_expiry_seconds)
+    return shown[0]
 
 
-@app.route("/api/openapi.json", methods=READ)
+@app.route("/api/files/{file_id}", methods=READ, authorizer=signed_in)
+def file_detail(file_id):
+    """One file, its products (signed URLs) and every reduction version kept."""
+    caller = _caller()
+    item = with_download_urls(_visible_file(caller, file_id), _signer(), _settings().url_expiry_seconds)
+    item["versions"] = [with_download_urls(v, _signer(), _settings().url_expiry_seconds)
+                        for v in versions.list_versions(_client("dynamodb"), _settings().index_table, file_id)]
+    return item
+
+
+@app.route("/api/settings", methods=READ, authorizer=signed_in)
+def settings_declaration():
+    """Every reduction setting a re-reduction or a proposal may set: name, type,
+    default, valid values, help."""
+    return {"api_version": API_VERSION, "settings": describe_settings()}
+
+
+# The seed's name is /api/files/reduce/: API Gateway (and the local server) drop the
+# trailing slash, and prefer this literal path to /api/files/{file_id}.
+@app.route("/api/files/reduce", methods=["POST"], authorizer=signed_in, content_types=["application/json"])
+def reduce_request():
+    """Reduce a file again with other settings (merged over its proposal's): a new
+    version, queued at once; older versions are kept, the newest is shown."""
+    caller = _caller()
+    body = _json_body()
+    file_id, requested = body.get("file_id"), body.get("settings", {})
+    unknown = sorted(set(body) - {"file_id", "settings"})
+    if unknown:
+        raise BadRequestError(f"unknown field(s) {unknown}: the request is {{\"file_id\": ..., \"settings\": {{...}}}}")
+    if not isinstance(file_id, str) or not file_id:
+        raise BadRequestError("file_id (a string, as GET /api/files lists it) is required")
+    if not isinstance(requested, dict):
+        raise BadRequestError("settings must be a JSON object of setting: value (see GET /api/settings)")
+    item = _visible_file(caller, file_id)
+    why_not = caller.why_not_reduce(item)
+    if why_not:
+        raise ForbiddenError(why_not)
+    proposal = item.get("proposal")
+    overrides = {**_directory().settings(proposal), **requested}
+    problems = validate_settings(overrides)
+    if problems:
+        raise BadRequestError("; ".join(problems))
+    s = _settings()
+    if not s.work_queue_url:
+        raise ChaliceViewError("the reduction queue is not configured (WORK_QUEUE_URL)")
+    try:
+        number = versions.request_version(_client("dynamodb"), s.index_table, file_id, overrides,
+                                          caller.principal.username)
+    except versions.NoSuchFile:
+        raise NotFoundError(f"no file with id {file_id}")
+    _client("sqs").send_message(QueueUrl=s.work_queue_url, MessageBody=json.dumps(
+        {REDUCE_TASK_KEY: {"task": "rereduce", "file_id": file_id, "version": number}}))
+    return Response(status_code=202, body=access.reduce_answer(API_VERSION, caller.principal.username, item, number,
+                                                               overrides, requested))
+
+
+# ---- proposals -------------------------------------------------------------------------
+def _proposal(caller: access.Caller, proposal: str, manage: bool) -> str:
+    """The proposal id, if the caller may see it (its members, staff) and, with `manage`,
+    change it (its PIs, staff); 404 / 403 otherwise."""
+    try:
+        pid = proposal_id(proposal)
+    except AccessError:
+        raise NotFoundError(f"no proposal {proposal}")
+    p = caller.principal
+    if not (p.staff or pid in p.proposals) or _directory().get_proposal(pid) is None:
+        raise NotFoundError(f"no proposal {proposal}")
+    if manage and not p.may_manage(pid):
+        raise ForbiddenError(f"only the PIs of {pid} and staff may do this")
+    return pid
+
+
+@app.route("/api/proposals/{proposal}/settings", methods=["GET", "HEAD", "PUT"], authorizer=signed_in,
+           content_types=["application/json"])
+def proposal_settings(proposal):
+    """A proposal's reduction settings (over the deployment's): its PIs and staff read and
+    replace them; every reduction of its frames uses them."""
+    caller = _caller()
+    pid = _proposal(caller, proposal, manage=True)
+    if app.current_request.method == "PUT":
+        body = _json_body()
+        settings = body.get("settings", body)
+        if not isinstance(settings, dict):
+            raise BadRequestError("settings must be a JSON object of setting: value (see GET /api/settings)")
+        problems = validate_settings(settings)
+        if problems:
+            raise BadRequestError("; ".join(problems))
+        _directory().set_settings(pid, settings)
+    return {"api_version": API_VERSION, "proposal": pid, "settings": _directory().settings(pid)}
+
+
+@app.route("/api/proposals/{proposal}/members", methods=["GET", "HEAD", "POST", "DELETE"], authorizer=signed_in,
+           content_types=["application/json"])
+def proposal_members(proposal):
+    """A proposal's members: its members read them; its PIs add and remove observers,
+    staff anyone. POST {"username", "role"}; DELETE ?username= (or the same body)."""
+    caller = _caller()
+    method = app.current_request.method
+    pid = _proposal(caller, proposal, manage=method in ("POST", "DELETE"))
+    if method in ("POST", "DELETE"):
+        body = _json_body() if method == "POST" or app.current_request.raw_body else {}
+        username = body.get("username") or _query().get("username")
+        role = body.get("role", ROLE_OBSERVER)
+        if not isinstance(username, str) or not username:
+            raise BadRequestError("username is required")
+        try:
+            check_username(username)
+        except AccessError as exc:
+            raise BadRequestError(str(exc))
+        if role not in ROLES:
+            raise BadRequestError(f"role must be one of {', '.join(ROLES)}")
+        current = {m["username"]: m["role"] for m in _directory().members(pid)}
+        touches_pi = role == ROLE_PI or current.get(username) == ROLE_PI
+        if touches_pi and not caller.principal.staff:
+            raise ForbiddenError("only staff add or remove a PI")
+        if method == "POST":
+            if _directory().get_user(username) is None:
+                raise BadRequestError(f"no user {username}: an operator creates accounts (python -m infra.admin)")
+            _directory().add_member(pid, username, role)
+        elif not _directory().remove_member(pid, username):
+            raise NotFoundError(f"{username} is not a member of {pid}")
+    return {"api_version": API_VERSION, "proposal": pid, "members": _directory().members(pid)}
+
+
+@app.route("/api/openapi.json", methods=READ, authorizer=signed_in)
 def openapi_document():
     """The OpenAPI description of every route, with the schema of a file item."""
     return openapi(app, API_VERSION)

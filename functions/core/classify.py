@@ -282,6 +282,7 @@ def classify(header: Mapping[str, Any]) -> Dict[str, Any]:
         "object": _text(header, "OBJECT"),
         "exptime": _number(header, "EXPTIME"),
         "date_obs": _text(header, "DATE-OBS") or None,
+        "proposal_header": _text(header, "PROPOSAL") or None,
         "grating": grating,
         "mode": mode,
         "wavmode": wavmode or None,

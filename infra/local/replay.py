@@ -24,11 +24,13 @@ def raw_files(raw_dir: Path) -> List[Path]:
     return sorted(p for p in Path(raw_dir).iterdir() if p.is_file() and p.suffix.lower() in FITS_SUFFIXES)
 
 
-def wait_final(base_url: str, file_ids: Dict[str, str], timeout: float, progress=print) -> Dict[str, dict]:
-    """Poll the API until every file is in a final status (or the time is up)."""
+def wait_final(base_url: str, file_ids: Dict[str, str], timeout: float, progress=print,
+               session=None) -> Dict[str, dict]:
+    """Poll the API (as a signed-in `session`) until every file is in a final status
+    (or the time is up)."""
     deadline = time.monotonic() + timeout
     final: Dict[str, dict] = {}
-    session = requests.Session()
+    session = session or requests.Session()
     last_report = 0.0
     while len(final) < len(file_ids) and time.monotonic() < deadline:
         for name, fid in file_ids.items():
@@ -45,9 +47,9 @@ def wait_final(base_url: str, file_ids: Dict[str, str], timeout: float, progress
     return final
 
 
-def night_masters(base_url: str, nights) -> List[dict]:
+def night_masters(base_url: str, nights, session=None) -> List[dict]:
     """The master calibrations made on these nights (their own entries in the index)."""
-    session, masters = requests.Session(), []
+    session, masters = session or requests.Session(), []
     for night in sorted(nights):
         for kind in ("MASTER_BIAS", "MASTER_FLAT"):
             token = None
@@ -150,14 +152,15 @@ def replay(raw_dir: Path, out_dir: Path, timeout: float = 600.0, workers: int = 
                 raise RuntimeError(f"sync agent exited with {agent.returncode}")
             uploaded = json.loads((Path(state) / "uploaded.json").read_text())
         file_ids = {name: file_id_for(system.raw_bucket, info["key"]) for name, info in uploaded.items()}
-        final = wait_final(system.url, file_ids, timeout, progress)
+        api = system.operator().session(system.url)
+        final = wait_final(system.url, file_ids, timeout, progress, session=api)
         # A calibration that completed late sends frames to be reduced again: wait
         # until the queue is quiet, then take the final picture.
         deadline = time.monotonic() + timeout
         while not system.idle() and time.monotonic() < deadline:
             time.sleep(0.5)
-        final = wait_final(system.url, file_ids, timeout, lambda *_: None)
-        masters = night_masters(system.url, {e["night"] for e in final.values() if e.get("night")})
+        final = wait_final(system.url, file_ids, timeout, lambda *_: None, session=api)
+        masters = night_masters(system.url, {e["night"] for e in final.values() if e.get("night")}, session=api)
         entries = []
         for path in files:
             if path.name in final:

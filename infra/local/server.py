@@ -22,7 +22,8 @@ from typing import List, Optional
 from urllib.parse import parse_qs, unquote, urlparse, urlsplit
 
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, LambdaEventConverter, LocalGateway, MatchResult, RouteMatcher
+from chalice.local import (ChaliceRequestHandler, LambdaEventConverter, LocalGateway, LocalGatewayAuthorizer,
+                           MatchResult, NotAuthorizedError, RouteMatcher)
 
 API_DIR = Path(__file__).resolve().parents[2] / "functions" / "api"
 
@@ -52,7 +53,9 @@ class _RouteMatcher(RouteMatcher):
     def __init__(self, route_urls: List[str]):
         self._greedy = sorted((r for r in route_urls if _GREEDY.fullmatch(r.rsplit("/", 1)[-1])),
                               key=lambda r: r.count("/"), reverse=True)   # the deepest prefix first
-        super().__init__([r for r in route_urls if r not in self._greedy])
+        # API Gateway prefers a literal path segment to a variable one (/api/files/reduce
+        # over /api/files/{file_id}); Chalice's matcher takes the first route that fits
+        super().__init__(sorted((r for r in route_urls if r not in self._greedy), key=lambda r: r.count("{")))
 
     def match_route(self, url: str) -> MatchResult:
         try:
@@ -78,15 +81,33 @@ class _RouteMatcher(RouteMatcher):
         raise ValueError("No matching route found for: %s" % url)
 
 
+class _Authorizer(LocalGatewayAuthorizer):
+    """Chalice's local authorizer runner, answering as API Gateway does when a Lambda
+    authorizer fails with the error "Unauthorized": 401 (Chalice's would answer 500)."""
+
+    def authorize(self, raw_path, lambda_event, lambda_context):
+        try:
+            return super().authorize(raw_path, lambda_event, lambda_context)
+        except Exception as exc:
+            if str(exc) != "Unauthorized":
+                raise
+            raise NotAuthorizedError({"x-amzn-RequestId": lambda_context.aws_request_id,
+                                      "x-amzn-ErrorType": "UnauthorizedException"}, b'{"message":"Unauthorized"}')
+
+
 class _LocalGateway(LocalGateway):
     def __init__(self, app_object, config: Config):
         super().__init__(app_object, config)
         self.event_converter = LambdaEventConverter(_RouteMatcher(list(app_object.routes)),
                                                     app_object.api.binary_types)
+        self._authorizer = _Authorizer(app_object)
 
 
 class _Handler(ChaliceRequestHandler):
     static_root: Path = Path(".")
+    # An answer is written as headers, then body: with Nagle's algorithm on, a client's
+    # delayed ACK holds each answer on a kept-alive connection for ~40 ms.
+    disable_nagle_algorithm = True
 
     def __init__(self, request, client_address, server, app_object, config: Config):
         # ChaliceRequestHandler.__init__, with the gateway that knows greedy routes
@@ -122,10 +143,13 @@ class _Handler(ChaliceRequestHandler):
     def _route(self) -> None:
         if urlsplit(self.path).path.startswith("/api/"):
             self._generic_handle()
-        else:
+        elif self.command in ("GET", "HEAD"):
             self._static()
+        else:
+            self._send_http_response_with_body(405, {"Content-Type": "text/plain", "Allow": "GET, HEAD"},
+                                               b"the page is read-only")
 
-    do_GET = do_HEAD = _route
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _route
 
 
 class LocalServer:

@@ -118,6 +118,8 @@ class LocalStack:
     dlq_url: Optional[str] = None
     reduce_queue_url: Optional[str] = None
     reduce_dlq_url: Optional[str] = None
+    user_pool_id: Optional[str] = None
+    user_pool_client_id: Optional[str] = None
     retry_backoff: int = 5
     gsi_settle: int = 2
     #: off unless a test turns them on (infra/local/faults.py)
@@ -146,7 +148,8 @@ class LocalStack:
         env = dict(LOCAL_CREDENTIALS)
         env.update(stackdef.environment(self.definition))
         env.update(AWS_ENDPOINT_URL=self.endpoint_url, AWS_DEFAULT_REGION=self.region, AWS_REGION=self.region,
-                   WORK_QUEUE_URL=self.reduce_queue_url, INGEST_QUEUE_URL=self.queue_url)
+                   WORK_QUEUE_URL=self.reduce_queue_url, INGEST_QUEUE_URL=self.queue_url,
+                   USER_POOL_ID=self.user_pool_id, USER_POOL_CLIENT_ID=self.user_pool_client_id)
         # Retries and the second look after a write come within seconds here (AWS: 30 s
         # doubling, and 10 s), so tests see a whole retry history in under a minute.
         env.update(RETRY_BACKOFF_SECONDS=str(self.retry_backoff), GSI_SETTLE_SECONDS=str(self.gsi_settle))
@@ -180,6 +183,10 @@ class LocalStack:
             }]
         })
         ddb.create_table(**stackdef.table_create_kwargs(d))
+        cognito = self.client("cognito-idp")
+        self.user_pool_id = cognito.create_user_pool(**stackdef.user_pool_kwargs(d))["UserPool"]["Id"]
+        self.user_pool_client_id = cognito.create_user_pool_client(
+            UserPoolId=self.user_pool_id, **stackdef.user_pool_client_kwargs(d))["UserPoolClient"]["ClientId"]
 
     def _queue_pair(self, sqs, q: Dict[str, Any]):
         """A queue and its dead-letter queue, joined by the redrive policy."""

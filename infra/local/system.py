@@ -34,6 +34,7 @@ class EmbeddedSystem:
         self.pollers: List[QueuePoller] = []
         self.server: Optional[LocalServer] = None
         self._tmp = None
+        self._operator = None
 
     # The handlers are imported only once the environment points at the stack, as
     # Lambda imports them only in a configured environment.
@@ -109,6 +110,38 @@ class EmbeddedSystem:
                 return
             time.sleep(0.3)
         raise AssertionError(f"the system did not go idle in {timeout:g} s")
+
+    # ---- accounts (infra/accounts.py): the API answers signed-in users only
+    def accounts(self):
+        from golive_data.access import Directory
+        from infra.accounts import Accounts
+
+        return Accounts(self.stack.client("cognito-idp"),
+                        Directory(self.stack.client("dynamodb"), self.stack.definition["index_table"]["name"]),
+                        self.stack.user_pool_id)
+
+    def add_users(self, specs) -> None:
+        accounts = self.accounts()
+        for spec in specs:
+            accounts.create(spec)
+
+    def signed_in(self, username: str, password: str):
+        """A user's session on this stack's API (infra.accounts.SignedIn)."""
+        from infra.accounts import SignedIn
+
+        return SignedIn(self.stack.endpoint_url, self.stack.region, self.stack.user_pool_client_id, username, password)
+
+    def operator(self):
+        """A staff account of this system's own (replay, tests, benchmarks), made on first use."""
+        if self._operator is None:
+            import secrets
+
+            from infra.accounts import UserSpec
+
+            spec = UserSpec(f"operator-{secrets.token_hex(4)}", secrets.token_urlsafe(24) + "a1", staff=True)
+            self.add_users([spec])
+            self._operator = self.signed_in(spec.username, spec.password)
+        return self._operator
 
     def poller(self, name: str) -> QueuePoller:
         return next(p for p in self.pollers if p.name == name)

@@ -7,12 +7,14 @@
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
 from golive_data.index import BadRequest, check_cursor, file_type
 
 MAX_PAGE = 500
+_NIGHT = re.compile(r"\d{4}-\d{2}-\d{2}|unsorted")
 DEFAULT_PAGE = 100
 
 
@@ -29,6 +31,8 @@ class FilesQuery:
         night = params.get("night")
         if not night:
             raise BadRequest("the 'night' query parameter is required (see /api/nights)")
+        if not _NIGHT.fullmatch(night):
+            raise BadRequest("night must be YYYY-MM-DD (or 'unsorted'), as /api/nights lists them")
         try:
             limit = int(params.get("limit", DEFAULT_PAGE))
         except ValueError:
