@@ -145,9 +145,11 @@ def test_a_night_without_calibrations_uses_the_nearest_earlier_night(system, s3,
         assert files[name]["reduced_file_name"].startswith("cfzst_")
 
 
-def test_the_page_shows_previews_and_provenance_of_a_reduced_frame(browser, system, reduced_night):
+def test_the_page_shows_previews_and_provenance_of_a_reduced_frame(browser, system, staff_user, reduced_night):
+    from tests.conftest import sign_in_page
+
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
-    page.goto(system.url + "/")
+    sign_in_page(page, system, staff_user.username, staff_user.password)
     page.wait_for_selector("#night-select option[value='2024-03-14']", state="attached")
     page.select_option("#night-select", "2024-03-14")
     page.locator("td.name", has_text="0022_EG21_400M2_GG455.fits").click()
