@@ -26,6 +26,31 @@ def plausible_file_id(file_id: str) -> bool:
     return bool(_FILE_ID.fullmatch(file_id or ""))
 
 
+#: how long a night's visible count is kept at most (see Caller.nights)
+COUNT_SECONDS = 300.0
+
+
+class _Counts:
+    """Visible-file counts by (proposals, night, its last change, its file count, day),
+    each kept COUNT_SECONDS; bounded, so a long-lived process does not grow."""
+
+    def __init__(self, most: int = 4096):
+        self.most = most
+        self._kept: Dict[Any, Any] = {}
+
+    def get(self, key) -> Optional[int]:
+        hit = self._kept.get(key)
+        return hit[1] if hit and time.monotonic() - hit[0] < COUNT_SECONDS else None
+
+    def put(self, key, count: int) -> None:
+        if len(self._kept) >= self.most:
+            self._kept.clear()
+        self._kept[key] = (time.monotonic(), count)
+
+
+_counts = _Counts()
+
+
 @dataclass
 class Caller:
     principal: Principal
@@ -77,13 +102,21 @@ class Caller:
 
     def nights(self, index: FileIndex) -> List[Dict[str, Any]]:
         """The nights as the caller sees them: staff, every file counted; anyone else,
-        the files they may see (nights with none left out)."""
+        the files they may see (nights with none left out). Counting means reading a
+        night's items, so a count is kept (per warm API process) until its night
+        changes, the day turns (the proprietary period moves) or COUNT_SECONDS pass (an
+        operator's alias or schedule entry): the page asks every 10 s."""
         nights = index.list_nights()
         if self.principal.staff:
             return nights
         seen = []
         for night in nights:
-            count = len(self.visible_in(night["night"])(iter_all_files(index, night["night"])))
+            key = (self.principal.proposals, night["night"], night.get("updated_at"), night.get("files"),
+                   self.now.date())
+            count = _counts.get(key)
+            if count is None:
+                count = len(self.visible_in(night["night"])(iter_all_files(index, night["night"])))
+                _counts.put(key, count)
             if count:
                 seen.append({**night, "files": count})
         return seen
