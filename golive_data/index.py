@@ -13,6 +13,8 @@ One table, keyed so that every request path is a GetItem or a Query:
               a message a queue gave up on, kept for the operator to redrive
               (state dead, then redriven, with a count of redrives)
               (functions/deadletters.py, functions/operations.py)
+  version     pk=FILE#<file_id>  sk=VERSION#<n>   a re-reduction's version (versions.py)
+  users, proposals, memberships, aliases, schedule: access.py
 A file item's fields are declared in item.py (FILE_ITEM): the writes below refuse any
 other, and the API serves its public ones. The file id is derived from the storage
 location, so an event delivered twice, or two workers racing on it, land on the same item.
