@@ -15,7 +15,7 @@ import posixpath
 import re
 from typing import Any, Dict, Optional, Tuple
 
-from golive_data.index import file_id_for
+from golive_data.index import UNSORTED, file_id_for
 from golive_data.item import (
     FINAL_STATUSES, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCING, STATUS_RETRYING, STATUS_UNSUPPORTED,
 )
@@ -73,7 +73,7 @@ def _base_fields(event: ObjectCreated, settings) -> Dict[str, Any]:
     night, path = split_key(event.key, settings.raw_prefix)
     return {
         "file_id": file_id_for(event.bucket, event.key),
-        "night": night or "unsorted",
+        "night": night or UNSORTED,
         "file_name": posixpath.basename(path),
         "path": path,
         "raw_bucket": event.bucket,
@@ -138,7 +138,7 @@ def ingest_object(event: ObjectCreated, services: Services) -> Dict[str, Any]:
     # A repaired header is reduced all the same; the item and the page say what was read how.
     info["header_repairs"] = list(repaired.repairs)
     info["notes"] = [f"{HEADER_REPAIRED}{note}" for note in repaired.repairs] + info["notes"]
-    if fields["night"] == "unsorted" and info.get("date_obs"):
+    if fields["night"] == UNSORTED and info.get("date_obs"):
         fields["night"] = info["date_obs"][:10]
         info["notes"].append(f"key not under {settings.raw_prefix}<night>/: night taken from DATE-OBS")
     fields.update(info)

@@ -35,6 +35,8 @@ MASTER_BUILDING = "building"
 MASTER_READY = "ready"
 
 NIGHTS_PK = "NIGHTS"
+#: the night of a file whose key names none and whose header has no DATE-OBS
+UNSORTED = "unsorted"
 DEAD_LETTERS_PK = "DEADLETTERS"
 DEAD_LETTER_DEAD = "dead"           # waiting for an operator
 DEAD_LETTER_REDRIVEN = "redriven"   # sent back to its queue
@@ -373,6 +375,8 @@ class FileIndex:
         return _decode(raw) if raw else None
 
     def list_nights(self, limit: int = 100) -> List[Dict[str, Any]]:
+        """Nights newest first, and `unsorted` (files whose night could not be told) last:
+        it sorts after every date, and the page opens on the first night listed."""
         resp = self._db.query(
             TableName=self._table,
             KeyConditionExpression="pk = :pk",
@@ -380,7 +384,8 @@ class FileIndex:
             ScanIndexForward=False,
             Limit=limit,
         )
-        return [{k: v for k, v in _decode(i).items() if k not in _KEY_ATTRS} for i in resp.get("Items", [])]
+        nights = [{k: v for k, v in _decode(i).items() if k not in _KEY_ATTRS} for i in resp.get("Items", [])]
+        return [n for n in nights if n["night"] != UNSORTED] + [n for n in nights if n["night"] == UNSORTED]
 
     def list_files(self, night: str, obstype: Optional[str] = None, limit: int = 100,
                    token: Optional[Sequence[str]] = None) -> Tuple[List[Dict[str, Any]], Optional[Position]]:

@@ -14,11 +14,17 @@ def night_of_seven(system, s3, api):
     return night, [f["file_id"] for f in comps_and_flats(system, s3, api, night, 7)]
 
 
-def test_nights_are_listed_newest_first_with_counts(api, night_of_seven):
+def test_nights_are_listed_newest_first_with_counts(system, s3, api, night_of_seven):
     night, ids = night_of_seven
+    # a stray object outside raw/{night}/, with no DATE-OBS to tell its night: `unsorted`,
+    # listed last, so the page still opens on the newest real night
+    stray = f"{system.raw_prefix}stray-{uuid.uuid4().hex[:6]}.fits"
+    s3.put_object(Bucket=system.raw_bucket, Key=stray, Body=b"not a FITS file")
+    assert api.wait_for(file_id_for(system.raw_bucket, stray))["night"] == "unsorted"
     nights = api.json("/api/nights")["nights"]
     names = [n["night"] for n in nights]
-    assert names == sorted(names, reverse=True)
+    assert names[-1] == "unsorted" and names.count("unsorted") == 1
+    assert names[:-1] == sorted(names[:-1], reverse=True)
     assert {"night": night, "files": 7}.items() <= next(n for n in nights if n["night"] == night).items()
 
 
