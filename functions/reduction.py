@@ -33,7 +33,7 @@ from functions.core import calibrations as cal
 from functions.core.calibrations import compare_setup, rank_calibrations, setup_of
 from functions.core.ccd import Frame, put_name
 from functions.core.masters import _prepare, make_master_bias, make_master_flat
-from functions.core.preview import png_preview
+from functions.core.preview import png_preview, render_preview
 from functions.leases import Renewing
 from functions.core.reduce import Calibrations, ReductionSettings, UnsupportedFrame, reduce_frame
 from functions.products import (product_keys as _product_keys, put_file_product, put_product, read_fits,
@@ -482,8 +482,7 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig, force: 
         products.append(_raw_preview(item, data, services))
     products = [p for p in products if p["kind"] not in QUICKLOOK_KINDS]
     products.append(put_file_product(services, item, reduced_name, "reduced", _fits_bytes(frame), "application/fits"))
-    products.append(put_file_product(services, item, report["prefix"] + stem_of(item["file_name"]) + ".png", "preview_reduced",
-                             png_preview(frame.data), "image/png"))
+    products.append(_reduced_preview(item, frame, report, services))
     waiting = [k for k, v in wanted.items() if v is None]
     fields = {
         "status": STATUS_REDUCED, "error": None, "products": products, "calibrations": wanted,
@@ -601,6 +600,18 @@ def _task_version(task: Dict[str, Any], services) -> Optional[Dict[str, Any]]:
     if task.get("task") != "rereduce" or not task.get("file_id") or task.get("version") is None:
         return None
     return versions.get_version(*versions.store_of(services.index), task["file_id"], int(task["version"]))
+
+
+def _reduced_preview(item, frame, report, services) -> Dict[str, Any]:
+    """The reduced frame's PNG, with what a viewer needs to examine it (the page's
+    imexam): its layout and where the saturated pixels are (moved out of the report,
+    which every listing carries)."""
+    png, layout = render_preview(frame.data)
+    entry = put_file_product(services, item, report["prefix"] + stem_of(item["file_name"]) + ".png",
+                             "preview_reduced", png, "image/png")
+    return {**entry, **layout, "saturation_level": report.get("saturation_level"),
+            "saturated_count": report.get("saturated_count", 0),
+            "saturated": report.pop("saturated_pixels", None) or []}
 
 
 def _raw_preview(item, data, services) -> Dict[str, Any]:

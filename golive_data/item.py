@@ -92,7 +92,11 @@ FILE_ITEM: Tuple[Field, ...] = (
     _f("camera", "string", CLASSIFY, "Red or Blue camera"),
     _f("object", "string", CLASSIFY, "OBJECT keyword (for a master entry: how many frames it combines)"),
     _f("exptime", "number", CLASSIFY, "exposure time in seconds"),
-    _f("date_obs", "string", CLASSIFY, "DATE-OBS"),
+    _f("date_obs", "string", CLASSIFY, "DATE-OBS: exposure start, UTC"),
+    _f("ra", "string", CLASSIFY, "RA as written (telescope pointing, hh:mm:ss.sss)"),
+    _f("dec", "string", CLASSIFY, "DEC as written (dd:mm:ss.sss)"),
+    _f("airmass", "number", CLASSIFY, "AIRMASS at the exposure start (absent when the header has none or a "
+                                      "placeholder below 1)"),
     _f("grating", "string", CLASSIFY, "grating (lines/mm), normalised"),
     _f("mode", "string", CLASSIFY, "grating preset or the written-out angles (G<grating angle>-C<camera angle>)"),
     _f("wavmode", "string", CLASSIFY, "WAVMODE keyword"),
@@ -178,6 +182,8 @@ SERVED: Tuple[Field, ...] = (
     _f("versions", "array", API, "every reduction version kept, oldest first (GET /api/files/{id} only): "
                                  "{version, status, settings, requested_by, requested_at, finished_at, error, "
                                  "products}", items="object"),
+    _f("urls_expire_at", "string", API, "when the signed URLs of its products stop working (UTC; GET "
+                                        "/api/files/{id} only): ask again before then"),
 )
 
 FIELDS: Dict[str, Field] = {f.name: f for f in FILE_ITEM}

@@ -80,6 +80,13 @@ def _number(header: Mapping[str, Any], key: str) -> Optional[float]:
         return None
 
 
+def _airmass(header: Mapping[str, Any]) -> Optional[float]:
+    """AIRMASS as the list shows it; a placeholder (Goodman writes -1 or 0 when the
+    telescope did not answer) or a value below 1 is no airmass."""
+    value = _number(header, "AIRMASS")
+    return round(value, 3) if value is not None and 1.0 <= value < 100.0 else None
+
+
 def _is_true(value: Any) -> bool:
     return value is True or str(value).strip().upper() in ("TRUE", "T", "ON", "1")
 
@@ -282,6 +289,9 @@ def classify(header: Mapping[str, Any]) -> Dict[str, Any]:
         "object": _text(header, "OBJECT"),
         "exptime": _number(header, "EXPTIME"),
         "date_obs": _text(header, "DATE-OBS") or None,
+        "ra": _text(header, "RA") or None,
+        "dec": _text(header, "DEC") or None,
+        "airmass": _airmass(header),
         "proposal_header": _text(header, "PROPOSAL") or None,
         "grating": grating,
         "mode": mode,

@@ -10,14 +10,19 @@ on the downsampled image, which is what is displayed (and ~4x cheaper).
 from __future__ import annotations
 
 import io
+from typing import Any, Dict, Tuple
 
 import numpy as np
+
+
+def _factor(nx: int, max_width: int) -> int:
+    return int(np.ceil(nx / float(max_width))) if nx > max_width else 1
 
 
 def _block_average(data: np.ndarray, max_width: int) -> np.ndarray:
     """Average factor x factor blocks so that the width is at most `max_width`."""
     ny, nx = data.shape
-    factor = int(np.ceil(nx / float(max_width))) if nx > max_width else 1
+    factor = _factor(nx, max_width)
     if factor == 1:
         return data
     ny2, nx2 = (ny // factor) * factor, (nx // factor) * factor
@@ -34,6 +39,15 @@ def png_preview(data: np.ndarray, max_width: int = 1024) -> bytes:
     Non-finite pixels are shown black. Row 0 is put at the bottom, as astronomers (and
     ds9) display FITS images. The input is not modified.
     """
+    return render_preview(data, max_width)[0]
+
+
+def render_preview(data: np.ndarray, max_width: int = 1024) -> Tuple[bytes, Dict[str, Any]]:
+    """The PNG of `png_preview` and its layout, which a viewer needs to map a click on
+    the image back to a frame pixel: the frame's `shape` [ny, nx], the block `factor`
+    (PNG pixel (i, j), counted from the top left, covers frame columns j*factor ..
+    (j+1)*factor-1 and rows (ny_png-1-i)*row_factor ..; `row_factor` is `factor` but
+    for a frame of fewer rows than that), and the `zscale` limits shown black and white."""
     from astropy.visualization import ZScaleInterval
     from PIL import Image
 
@@ -57,4 +71,8 @@ def png_preview(data: np.ndarray, max_width: int = 1024) -> bytes:
     img8 = np.clip(scaled, 0, 255).astype(np.uint8)[::-1]
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(img8), mode="L").save(buf, format="PNG", optimize=False, compress_level=6)
-    return buf.getvalue()
+    factor = _factor(arr.shape[1], max_width)
+    layout = {"shape": [int(arr.shape[0]), int(arr.shape[1])], "factor": factor,
+              "row_factor": factor if arr.shape[0] >= factor else 1,
+              "zscale": [round(float(vmin), 3), round(float(vmax), 3)]}
+    return buf.getvalue(), layout

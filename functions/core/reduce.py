@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 from astropy.io import fits
@@ -57,6 +57,28 @@ def _is_imaging(header: fits.Header) -> bool:
     wavmode = str(header.get("WAVMODE", "")).strip().upper()
     roi = str(header.get("ROI", "")).strip().upper()
     return wavmode == "IMAGING" or "IMAGING" in roi
+
+
+#: at most this many saturated pixels are listed (evenly spaced through the frame)
+SATURATED_LISTED = 500
+
+
+def saturated_positions(saturated_raw: Optional[np.ndarray], trimsec: Optional[str], slit: Optional[str],
+                        most: int = SATURATED_LISTED) -> Tuple[int, List[List[int]]]:
+    """(how many, [[x, y], ...] 0-based) of the raw frame's saturated pixels in the
+    reduced frame's pixels, after the trims that ran: where a viewer marks them (the
+    reduced values are bias-subtracted and flat-fielded, so the raw-ADU threshold no
+    longer tells them)."""
+    if saturated_raw is None:
+        return 0, []
+    sat = saturated_raw
+    for section in (trimsec, slit):
+        if section:
+            rows, cols = parse_section(section)
+            sat = sat[rows, cols]
+    ys, xs = np.nonzero(sat)
+    step = max(1, int(np.ceil(ys.size / float(most))))
+    return int(ys.size), [[int(x), int(y)] for y, x in zip(ys[::step], xs[::step])]
 
 
 def _prefix(ran: set) -> str:
@@ -119,8 +141,11 @@ def reduce_frame(data: np.ndarray, header: fits.Header, obstype: str, camera: st
         report["steps_skipped"][step] = reason
 
     frame = timed("read", ccd.frame_from_raw, arr, header)
-    frame, fraction = timed("saturation", ccd.flag_saturation, frame, ccd.saturation_threshold(header))
+    threshold = ccd.saturation_threshold(header)
+    frame, fraction = timed("saturation", ccd.flag_saturation, frame, threshold)
+    saturated_raw = frame.data >= np.float32(threshold) if fraction else None
     report["saturated_fraction"] = fraction
+    report["saturation_level"] = float(threshold)
     report["saturated"] = fraction * 100.0 >= float(settings.saturation_threshold)
 
     steps = STEPS[kind]
@@ -196,6 +221,8 @@ def reduce_frame(data: np.ndarray, header: fits.Header, obstype: str, camera: st
             report["cosmic_pixels"] = int(np.count_nonzero(crmask))
             ran(step)
 
+    report["saturated_count"], report["saturated_pixels"] = saturated_positions(
+        saturated_raw, trimsec if "trim" in report["steps_run"] else None, report["slit_trim_section"])
     done = set(report["steps_run"])
     if kind == "COMP" and settings.cosmic_ray_rejection != "none":
         # goodman-pipeline's convention: lamps are never cleaned, yet named 'c...'

@@ -225,11 +225,14 @@ def _wavelength_cards(h: fits.Header, solution, crval1: float, cdelt1: float, n:
 
 
 def calibrated_fits(flux: np.ndarray, variance: Optional[np.ndarray], header: fits.Header, solution,
-                    lamp_name: str, flexure=None, notes=()) -> Tuple[bytes, np.ndarray, np.ndarray]:
+                    lamp_name: str, flexure=None, notes=(), sky: Optional[np.ndarray] = None
+                    ) -> Tuple[bytes, np.ndarray, np.ndarray]:
     """`wecfzst_`: the spectrum on a linear wavelength grid. Returns the FITS bytes and
     the (wavelength, flux) it holds, for the plot. `solution` is the one that applies
     to this spectrum (for a science frame: the lamp's, mapped to its pixels and moved
-    by `flexure`); `notes` say what differed between the frame and its lamp (GSP_CD##)."""
+    by `flexure`); `notes` say what differed between the frame and its lamp (GSP_CD##).
+    The sky that was subtracted, resampled onto the same grid, goes into `SKY`: the
+    page shows it on demand, to tell a residual sky line from the target's."""
     from .wavelength import linearize
 
     flux = np.asarray(flux, dtype=float)
@@ -252,7 +255,13 @@ def calibrated_fits(flux: np.ndarray, variance: Optional[np.ndarray], header: fi
         h["GSP_FLXN"] = (len(flexure.lines), "sky lines measuring the flexure")
     for i, note in enumerate(notes, start=1):  # long values continue on CONTINUE cards: no comment
         h[f"GSP_CD{i:02d}"] = str(note)
-    body = _hdul(flux_lin, None if variance is None else var_lin, h, mask=mask)
+    sky_lin = None
+    if sky is not None and np.size(sky) == flux.size:
+        sky = np.asarray(sky, dtype=float)
+        good = np.isfinite(sky)
+        if good.any():
+            sky_lin = linearize(np.where(good, sky, np.interp(j, j[good], sky[good])), None, solution)[0]
+    body = _hdul(flux_lin, None if variance is None else var_lin, h, sky_lin, mask=mask)
     return body, crval1 + cdelt1 * np.arange(len(flux_lin)), flux_lin
 
 
@@ -302,6 +311,6 @@ def calibrate_target(flux: np.ndarray, variance: Optional[np.ndarray], header: f
     pixels, correct the flexure from the sky lines, and build both calibrated products.
     Raises WavelengthFailure when the lamp gives no acceptable solution."""
     solution, flexure, science_solution = solve_target(header, sky, lamp_flux, lamp_header, settings, np.size(flux))
-    body, wl, fl = calibrated_fits(flux, variance, header, science_solution, lamp_name, flexure, notes)
+    body, wl, fl = calibrated_fits(flux, variance, header, science_solution, lamp_name, flexure, notes, sky)
     lamp_body, lwl, lfl = calibrated_fits(lamp_flux, None, lamp_header, solution, lamp_name)
     return CalibratedTarget(solution, flexure, science_solution, body, wl, fl, lamp_body, lwl, lfl)
