@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence
 
-from .index import _decode, _encode, utcnow
+from .index import _decode, _encode, query_partition, utcnow
 
 #: Frames every signed-in user may see: calibrations are the observatory's, not a proposal's.
 CALIBRATION_TYPES = frozenset({"BIAS", "FLAT", "COMP", "DARK", "MASTER_BIAS", "MASTER_FLAT"})
@@ -189,19 +189,7 @@ class Directory:
 
     # reads
     def _query(self, pk: str, prefix: str = "") -> List[Dict[str, Any]]:
-        kwargs: Dict[str, Any] = dict(TableName=self._table, ConsistentRead=True)
-        if prefix:
-            kwargs.update(KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
-                          ExpressionAttributeValues=_encode({":pk": pk, ":p": prefix}))
-        else:
-            kwargs.update(KeyConditionExpression="pk = :pk", ExpressionAttributeValues=_encode({":pk": pk}))
-        items: List[Dict[str, Any]] = []
-        while True:
-            resp = self._db.query(**kwargs)
-            items += [_decode(i) for i in resp.get("Items", [])]
-            if "LastEvaluatedKey" not in resp:
-                return items
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return query_partition(self._db, self._table, pk, prefix)
 
     def _get(self, pk: str, sk: str) -> Optional[Dict[str, Any]]:
         resp = self._db.get_item(TableName=self._table, Key=_encode({"pk": pk, "sk": sk}), ConsistentRead=True)

@@ -64,6 +64,30 @@ _ser = TypeSerializer()
 _de = TypeDeserializer()
 
 
+def strip_keys(item: Dict[str, Any]) -> Dict[str, Any]:
+    """An item without its table keys (pk, sk): what a reader is served."""
+    return {k: v for k, v in item.items() if k not in ("pk", "sk")}
+
+
+def query_partition(client, table: str, pk: str, prefix: str = "") -> List[Dict[str, Any]]:
+    """Every item of partition `pk` (whose sort key starts with `prefix`), in sort-key
+    order, read consistently and page after page: the data layer's small partitions
+    (a file's versions and line fits, a user's memberships)."""
+    kwargs: Dict[str, Any] = dict(TableName=table, ConsistentRead=True)
+    if prefix:
+        kwargs.update(KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                      ExpressionAttributeValues=_encode({":pk": pk, ":p": prefix}))
+    else:
+        kwargs.update(KeyConditionExpression="pk = :pk", ExpressionAttributeValues=_encode({":pk": pk}))
+    items: List[Dict[str, Any]] = []
+    while True:
+        resp = client.query(**kwargs)
+        items += [_decode(i) for i in resp.get("Items", [])]
+        if "LastEvaluatedKey" not in resp:
+            return items
+        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
 class BadRequest(ValueError):
     """A caller's mistake (bad token, bad cursor); the API turns it into a 400."""
 

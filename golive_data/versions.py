@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .index import FILE_SK, _decode, _encode, _set_fields, utcnow
+from .index import FILE_SK, _decode, _encode, _set_fields, query_partition, strip_keys, utcnow
 from .item import API, INDEX, REDUCTION, Field
 
 VERSION_PREFIX = "VERSION#"
@@ -133,16 +133,8 @@ def get_version(client, table: str, file_id: str, n: int) -> Optional[Dict[str, 
 
 def list_versions(client, table: str, file_id: str) -> List[Dict[str, Any]]:
     """Every version of a file, oldest first (one Query, read consistently)."""
-    kwargs = dict(TableName=table, ConsistentRead=True, KeyConditionExpression="pk = :pk AND begins_with(sk, :v)",
-                  ExpressionAttributeValues=_encode({":pk": f"FILE#{file_id}", ":v": VERSION_PREFIX}))
-    out: List[Dict[str, Any]] = []
-    while True:
-        resp = client.query(**kwargs)
-        out += [_plain(i) for i in resp.get("Items", [])]
-        if not resp.get("LastEvaluatedKey"):
-            return out
-        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+    return [strip_keys(i) for i in query_partition(client, table, f"FILE#{file_id}", VERSION_PREFIX)]
 
 
 def _plain(raw: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: v for k, v in _decode(raw).items() if k not in ("pk", "sk")}
+    return strip_keys(_decode(raw))

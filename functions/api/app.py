@@ -8,16 +8,17 @@ locally and in AWS, and each route decides what that user may see or do
 """
 import json
 
-from chalice import (AuthResponse, BadRequestError, Chalice, ChaliceViewError, CORSConfig, ForbiddenError,
-                     NotFoundError, Response, UnauthorizedError)
+from chalice import (AuthResponse, BadRequestError, Chalice, ChaliceViewError, ConflictError, CORSConfig,
+                     ForbiddenError, NotFoundError, Response, UnauthorizedError)
 
-from chalicelib import access, auth, pagetoken
+from chalicelib import access, auth, measure, pagetoken, products
 from chalicelib.openapi import openapi
-from chalicelib.query import FilesQuery
-from chalicelib.views import with_download_urls
-from golive_data import versions
+from chalicelib.query import FilesQuery, check_night
+from chalicelib.spectrum import spectrum_data
+from chalicelib.views import expires_at, night_downloads, with_download_urls
+from golive_data import imexam, linefit, linefits, versions
 from golive_data.access import AccessError, Directory, ROLE_OBSERVER, ROLE_PI, ROLES, check_username, proposal_id
-from golive_data.index import BadRequest, FileIndex, public_view
+from golive_data.index import BadRequest, FileIndex, iter_all_files, public_view
 from golive_data.parameters import describe as describe_settings, validate as validate_settings
 from golive_data.settings import Settings
 
@@ -113,6 +114,17 @@ def _dressed(items) -> list:
     return [with_download_urls(f, _signer(), _settings().url_expiry_seconds) for f in items]
 
 
+def _urls_expire_at() -> str:
+    """When the signed URLs of an answer stop working: the page fetches them again first."""
+    return expires_at(_settings().url_expiry_seconds)
+
+
+def _store() -> products.Store:
+    if "store" not in _clients:
+        _clients["store"] = products.Store(_client("s3"))
+    return _clients["store"]
+
+
 def _json_body() -> dict:
     try:
         body = json.loads(app.current_request.raw_body or b"{}")
@@ -166,14 +178,14 @@ def files():
         if query.since is not None:
             items, cursor = _index().changes(query.night, query.since, limit=query.limit, obstype=query.obstype)
             return {"api_version": API_VERSION, "night": query.night, "cursor": cursor,
-                    "files": _dressed(visible(items))}
+                    "urls_expire_at": _urls_expire_at(), "files": _dressed(visible(items))}
         key = _settings().page_token_key
         start = pagetoken.read(query.next, query.scope(), key)
         items, position = _index().list_files(query.night, query.obstype, query.limit, start)
     except BadRequest as exc:
         raise BadRequestError(str(exc))
     return {"api_version": API_VERSION, "night": query.night, "next": pagetoken.issue(position, query.scope(), key),
-            "files": _dressed(visible(items))}
+            "urls_expire_at": _urls_expire_at(), "files": _dressed(visible(items))}
 
 
 def _visible_file(caller: access.Caller, file_id: str) -> dict:
@@ -192,7 +204,137 @@ def file_detail(file_id):
     item = with_download_urls(_visible_file(caller, file_id), _signer(), _settings().url_expiry_seconds)
     item["versions"] = [with_download_urls(v, _signer(), _settings().url_expiry_seconds)
                         for v in versions.list_versions(_client("dynamodb"), _settings().index_table, file_id)]
+    item["urls_expire_at"] = _urls_expire_at()
     return item
+
+
+# ---- measuring: the page's spectrum plot, line fits and imexam ------------------------------
+def _products_of(item: dict, version) -> list:
+    """The products of the version asked for (None: the one the file shows)."""
+    if version is None:
+        return item.get("products") or []
+    found = versions.get_version(_client("dynamodb"), _settings().index_table, item["file_id"], version)
+    if found:
+        return found.get("products") or []
+    if version == 0 and not item.get("settings_version"):
+        return item.get("products") or []
+    raise NotFoundError(f"{item['file_name']} has no version {version}")
+
+
+def _measured(work):
+    """Run `work`; a caller's mistake is a 400, a product not there (yet) a 409."""
+    try:
+        return work()
+    except BadRequest as exc:
+        raise BadRequestError(str(exc))
+    except products.NoProduct as exc:
+        raise ConflictError(str(exc))
+
+
+def _spectrum(item: dict, target: int, version) -> dict:
+    return spectrum_data(item, _products_of(item, version), _store(), target, version)
+
+
+@app.route("/api/files/{file_id}/spectrum", methods=READ, authorizer=signed_in)
+def file_spectrum(file_id):
+    """A target's spectrum as data (?target=1, ?version=n): wavelength (or pixel), flux,
+    variance, sky and mask, with the lamp spectrum and its identified lines."""
+    item = _visible_file(_caller(), file_id)
+    return _measured(lambda: _spectrum(item, measure.target_of(_query()), measure.version_of(_query())))
+
+
+@app.route("/api/files/{file_id}/linefit", methods=["GET", "HEAD", "POST"], authorizer=signed_in,
+           content_types=["application/json"])
+def file_linefit(file_id):
+    """POST: fit a line in a window of a target's spectrum, with its variance (Gaussian
+    or pseudo-Voigt on a linear continuum): centre, FWHM, flux, equivalent width and
+    their errors, a redshift given the rest wavelength; the fit is kept. GET: the
+    file's fits, newest first."""
+    caller = _caller()
+    item = _visible_file(caller, file_id)
+    table = _settings().index_table
+    if app.current_request.method != "POST":
+        return {"api_version": API_VERSION, "file_id": file_id,
+                "fits": list(reversed(linefits.list_fits(_client("dynamodb"), table, file_id)))}
+
+    def fit():
+        asked = measure.LineFitRequest.parse(_json_body())
+        data = _spectrum(item, asked.target, asked.version)
+        try:
+            result = linefit.fit_spectrum(data["x"], data["flux"], data["variance"], asked.window, asked.model,
+                                          asked.rest_wavelength)
+        except linefit.LineFitError as exc:
+            raise BadRequest(str(exc))
+        request = {"target": asked.target, "version": asked.version, "window": list(asked.window),
+                   "model": asked.model, "x_unit": data["x_unit"], "product": data["product"]}
+        return linefits.record_fit(_client("dynamodb"), table, file_id, {**request, **result},
+                                   caller.principal.username)
+
+    return Response(status_code=201, body=_measured(fit))
+
+
+@app.route("/api/files/{file_id}/linefit/{fit_id}", methods=["DELETE"], authorizer=signed_in)
+def delete_linefit(file_id, fit_id):
+    """Remove a line fit: its author's, or any for staff."""
+    caller = _caller()
+    _visible_file(caller, file_id)
+    client, table = _client("dynamodb"), _settings().index_table
+    found = linefits.get_fit(client, table, file_id, fit_id)
+    if not found:
+        raise NotFoundError(f"no line fit {fit_id} on this file")
+    if found.get("by") != caller.principal.username and not caller.principal.staff:
+        raise ForbiddenError(f"the fit is {found.get('by')}'s: only they and staff remove it")
+    linefits.delete_fit(client, table, file_id, fit_id, found)
+    return Response(status_code=204, body="")
+
+
+@app.route("/api/files/{file_id}/imexam", methods=READ, authorizer=signed_in)
+def file_imexam(file_id):
+    """imexam on the reduced 2-D frame at (x, y), 0-based: the pixel, a row and a column
+    cut, box statistics, and the nearest source's profile and FWHM (a star's radial
+    profile, a spectrum's profile across its trace)."""
+    item = _visible_file(_caller(), file_id)
+
+    def examine():
+        asked = measure.ExamineRequest.parse(_query())
+        listed = _products_of(item, asked.version)
+        reduced = products.named(listed, None, "reduced")
+        if reduced is None:
+            raise products.NoProduct(f"{item['file_name']} has no reduced 2-D frame"
+                                     + (f" ({item['error']})" if item.get("error") else ""))
+        image = _store().hdus(reduced)[0]
+        ny, nx = image.shape[-2:]
+        if asked.x >= nx or asked.y >= ny:
+            raise BadRequest(f"({asked.x}, {asked.y}) is outside the frame ({nx} columns x {ny} rows)")
+        result = imexam.examine(image, asked.x, asked.y, box=asked.box)
+        preview = products.named(listed, None, "preview_reduced") or {}
+        result["saturated"] = [asked.x, asked.y] in (preview.get("saturated") or [])
+        return {"api_version": API_VERSION, "file_id": file_id, "product": reduced["file_name"], **result}
+
+    return _measured(examine)
+
+
+@app.route("/api/nights/{night}/downloads", methods=READ, authorizer=signed_in)
+def night_download_list(night):
+    """Every file of the night the caller may see (of one proposal: ?proposal=), raw and
+    products, as signed URLs: JSON, or ?format=text, one URL per line, for `wget -i`."""
+    caller = _caller()
+    params = _query()
+    fmt = params.get("format", "json")
+    if fmt not in ("json", "text"):
+        raise BadRequestError("format must be json or text")
+    try:
+        check_night(night)
+        wanted = proposal_id(params["proposal"]) if params.get("proposal") else None
+    except (BadRequest, AccessError) as exc:
+        raise BadRequestError(str(exc))
+    seen = caller.visible_in(night)(public_view(i) for i in iter_all_files(_index(), night))
+    listed = night_downloads(seen, wanted, _signer(), _settings().url_expiry_seconds)
+    if fmt == "text":
+        return Response(status_code=200, headers={"Content-Type": "text/plain; charset=utf-8"},
+                        body="".join(f["url"] + "\n" for f in listed))
+    return {"api_version": API_VERSION, "night": night, "proposal": wanted, "expires_at": _urls_expire_at(),
+            "files": listed}
 
 
 @app.route("/api/settings", methods=READ, authorizer=signed_in)

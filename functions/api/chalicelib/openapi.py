@@ -30,6 +30,8 @@ _ANSWERS: Dict[str, Dict[str, Any]] = {
         "api_version": _STRING, "night": _STRING,
         "next": {"type": ["string", "null"], "description": "page token of the next page (a listing)"},
         "cursor": {"type": "string", "description": "the cursor to ask `since` next (with `since`)"},
+        "urls_expire_at": {"type": "string", "description": "when the products' signed URLs stop working (UTC): "
+                                                            "list again before then"},
         "files": {"type": "array", "items": _FILE}}},
     "/api/files/{file_id}": _FILE,
     "/api/nights": {"type": "object", "required": ["nights"], "properties": {
@@ -71,8 +73,51 @@ _ANSWERS: Dict[str, Dict[str, Any]] = {
         "members": {"type": "array", "items": {"type": "object", "required": ["username", "role"], "properties": {
             "username": _STRING, "role": {"type": "string", "enum": list(ROLES)}}}}}},
 }
+_NUMBER = {"type": ["number", "null"]}
+_NUMBERS = {"type": "array", "items": _NUMBER}
+_SPECTRUM = {"type": "object", "required": ["file_id", "target", "calibrated", "x", "flux"], "properties": {
+    "file_id": _STRING, "file_name": _STRING, "object": {"type": ["string", "null"]}, "target": {"type": "integer"},
+    "version": {"type": ["integer", "null"]}, "product": _STRING, "calibrated": {"type": "boolean"},
+    "x_unit": {"type": "string", "enum": ["Angstrom", "pixel"]}, "flux_unit": _STRING,
+    "x": _NUMBERS, "flux": _NUMBERS, "variance": {"type": ["array", "null"]}, "sky": {"type": ["array", "null"]},
+    "mask": {"type": ["array", "null"]},
+    "lamp": {"type": ["object", "null"], "description": "the lamp extracted along the target: file_name, x, flux, "
+                                                        "lines [{x, label}] identified"},
+    "wavelength": {"type": ["object", "null"], "description": "the wavelength solution's summary"}}}
+_FIT = {"type": "object", "required": ["fit_id", "centre", "fwhm", "kind"], "properties": {
+    "fit_id": _STRING, "file_id": _STRING, "by": _STRING, "at": _STRING, "target": {"type": "integer"},
+    "version": {"type": ["integer", "null"]}, "window": _NUMBERS,
+    "model": {"type": "string", "enum": ["gaussian", "voigt"]}, "kind": {"type": "string",
+                                                                        "enum": ["absorption", "emission"]},
+    **{name: _NUMBER for name in ("centre", "centre_error", "fwhm", "fwhm_error", "amplitude", "amplitude_error",
+                                  "flux", "flux_error", "equivalent_width", "equivalent_width_error", "continuum",
+                                  "continuum_error", "slope", "chi2_reduced", "rest_wavelength", "redshift",
+                                  "redshift_error", "velocity", "velocity_error")},
+    "curve": {"type": "object", "description": "the fitted model over the window: x, y"}}}
+_CUT = {"type": "object", "properties": {"values": _NUMBERS}}
+#: What a route answers when it succeeds, where its methods answer differently.
+_METHOD_ANSWERS: Dict[Tuple[str, str], Dict[str, Any]] = {
+    ("GET", "/api/files/{file_id}/linefit"): {"type": "object", "required": ["fits"], "properties": {
+        "api_version": _STRING, "file_id": _STRING, "fits": {"type": "array", "items": _FIT}}},
+    ("POST", "/api/files/{file_id}/linefit"): _FIT,
+}
+_ANSWERS.update({
+    "/api/files/{file_id}/spectrum": _SPECTRUM,
+    "/api/files/{file_id}/imexam": {"type": "object", "required": ["x", "y", "value", "box"], "properties": {
+        "x": {"type": "integer"}, "y": {"type": "integer"}, "value": _NUMBER, "shape": {"type": "array"},
+        "row_cut": _CUT, "column_cut": _CUT, "box": {"type": "object"},
+        "source": {"type": ["object", "null"], "description": "the nearest source: kind (point or trace), x, y, "
+                                                              "peak, background, fwhm, fwhm_error, profile, model"},
+        "saturated": {"type": "boolean"}, "product": _STRING}},
+    "/api/nights/{night}/downloads": {"type": "object", "required": ["night", "files", "expires_at"], "properties": {
+        "api_version": _STRING, "night": _STRING, "proposal": {"type": ["string", "null"]}, "expires_at": _STRING,
+        "files": {"type": "array", "items": {"type": "object", "required": ["file_id", "kind", "url"]}}}},
+})
+#: Routes that may answer plain text too (?format=text).
+_TEXT = {"/api/nights/{night}/downloads": "one signed URL per line (?format=text), for wget -i"}
 #: Routes whose success is not 200.
-_SUCCESS = {("POST", "/api/files/reduce"): "202"}
+_SUCCESS = {("POST", "/api/files/reduce"): "202", ("POST", "/api/files/{file_id}/linefit"): "201",
+            ("DELETE", "/api/files/{file_id}/linefit/{fit_id}"): "204"}
 
 #: The errors a route answers besides 401 (every route with an authorizer) and 404 (every
 #: path with a variable), by (method, path); HEAD answers as GET.
@@ -92,6 +137,16 @@ _ERRORS: Dict[Tuple[str, str], Dict[str, str]] = {
     ("DELETE", "/api/proposals/{proposal}/members"): {"400": "no username (or a body that is not a JSON object)",
                                                       "403": "a member who is not its PI, or a PI removing a PI"},
 }
+_NO_PRODUCT = "the file has no such product (yet): no spectrum extracted, no reduced frame; the reason in Message"
+_ERRORS.update({
+    ("GET", "/api/files/{file_id}/spectrum"): {"400": "a bad target or version", "409": _NO_PRODUCT},
+    ("GET", "/api/files/{file_id}/linefit"): {},
+    ("POST", "/api/files/{file_id}/linefit"): {"400": "a bad body, or no line to fit in the window: the reason in "
+                                                      "Message", "409": _NO_PRODUCT},
+    ("DELETE", "/api/files/{file_id}/linefit/{fit_id}"): {"403": "another user's fit (only staff remove it)"},
+    ("GET", "/api/files/{file_id}/imexam"): {"400": "no x or y, or a point outside the frame", "409": _NO_PRODUCT},
+    ("GET", "/api/nights/{night}/downloads"): {"400": "a bad night, proposal or format"},
+})
 _NOT_FOUND = {"/api/proposals/{proposal}/settings": "no such proposal, or one the caller is not a member of",
               "/api/proposals/{proposal}/members": "no such proposal, or one the caller is not a member of",
               "/api/files/{file_id}": "no such file, or one the caller may not see"}
@@ -107,6 +162,14 @@ _BODIES: Dict[Tuple[str, str], Dict[str, Any]] = {
         "type": "object", "required": ["settings"], "additionalProperties": False,
         "properties": {"settings": {**_SETTINGS, "description": "the proposal's settings, whole (they replace "
                                                                 "the ones it had)"}}},
+    ("POST", "/api/files/{file_id}/linefit"): {
+        "type": "object", "required": ["window"], "additionalProperties": False,
+        "properties": {"target": {"type": "integer", "minimum": 1, "maximum": 99, "default": 1},
+                       "window": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+                                  "description": "[lo, hi] in the spectrum's x unit"},
+                       "model": {"type": "string", "enum": ["gaussian", "voigt"], "default": "gaussian"},
+                       "rest_wavelength": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                       "version": {"type": ["integer", "null"], "minimum": 0}}},
     ("POST", "/api/proposals/{proposal}/members"): {
         "type": "object", "required": ["username"], "additionalProperties": False,
         "properties": {"username": {"type": "string", "minLength": 1, "description": "an existing account"},
@@ -125,8 +188,24 @@ _FILES_QUERY = [
     {"name": "since", "in": "query", "schema": {"type": "string"},
      "description": "only files changed after this cursor (a `cursor` returned, or a UTC time); not with `next`"},
 ]
+_TARGET = {"name": "target", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 99, "default": 1},
+           "description": "the target's number (brightest first)"}
+_VERSION = {"name": "version", "in": "query", "schema": {"type": "integer", "minimum": 0},
+            "description": "a reduction version (GET /api/files/{file_id} lists them); default: the one shown"}
 #: Query parameters, by (method, path).
 _QUERIES: Dict[Tuple[str, str], List[Dict[str, Any]]] = {
+    ("GET", "/api/files/{file_id}/spectrum"): [_TARGET, _VERSION],
+    ("GET", "/api/files/{file_id}/imexam"): [
+        {"name": "x", "in": "query", "required": True, "schema": {"type": "integer", "minimum": 0},
+         "description": "column of the reduced frame, 0-based"},
+        {"name": "y", "in": "query", "required": True, "schema": {"type": "integer", "minimum": 0},
+         "description": "row, 0-based"},
+        {"name": "box", "in": "query", "schema": {"type": "integer", "minimum": 3, "maximum": 101, "default": 21}},
+        _VERSION],
+    ("GET", "/api/nights/{night}/downloads"): [
+        {"name": "proposal", "in": "query", "schema": {"type": "string"},
+         "description": "only this proposal's frames (and the night's calibrations)"},
+        {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "text"], "default": "json"}}],
     ("GET", "/api/files"): _FILES_QUERY,
     ("DELETE", "/api/proposals/{proposal}/members"): [
         {"name": "username", "in": "query", "required": True, "schema": {"type": "string", "minLength": 1},
@@ -141,8 +220,14 @@ def _json(description: str, schema: Dict[str, Any]) -> Dict[str, Any]:
 def _responses(method: str, path: str, signed_in: bool) -> Dict[str, Any]:
     ask = "GET" if method == "HEAD" else method
     answers: Dict[str, Any] = {}
-    if path in _ANSWERS:
-        answers[_SUCCESS.get((ask, path), "200")] = _json("OK", _ANSWERS[path])
+    schema = _METHOD_ANSWERS.get((ask, path), _ANSWERS.get(path))
+    status = _SUCCESS.get((ask, path), "200")
+    if status == "204":
+        answers[status] = {"description": "done; no body"}
+    elif schema is not None:
+        answers[status] = _json("OK", schema)
+        if path in _TEXT:
+            answers[status]["content"]["text/plain"] = {"schema": {"type": "string", "description": _TEXT[path]}}
     for status, why in _ERRORS.get((ask, path), {}).items():
         answers[status] = _json(why, _ERROR)
     if "{" in path:

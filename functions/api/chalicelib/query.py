@@ -18,6 +18,12 @@ _NIGHT = re.compile(r"\d{4}-\d{2}-\d{2}|unsorted")
 DEFAULT_PAGE = 100
 
 
+def check_night(night: str) -> str:
+    if not _NIGHT.fullmatch(night or ""):
+        raise BadRequest("night must be YYYY-MM-DD (or 'unsorted'), as /api/nights lists them")
+    return night
+
+
 @dataclass(frozen=True)
 class FilesQuery:
     night: str
@@ -31,8 +37,7 @@ class FilesQuery:
         night = params.get("night")
         if not night:
             raise BadRequest("the 'night' query parameter is required (see /api/nights)")
-        if not _NIGHT.fullmatch(night):
-            raise BadRequest("night must be YYYY-MM-DD (or 'unsorted'), as /api/nights lists them")
+        check_night(night)
         try:
             limit = int(params.get("limit", DEFAULT_PAGE))
         except ValueError:
