@@ -39,6 +39,7 @@ from functions.core.reduce import Calibrations, ReductionSettings, UnsupportedFr
 from functions.products import (product_keys as _product_keys, put_file_product, put_product, read_fits,
                                 read_raw_fits, remove_unlisted, stamp_version, stem_of)
 from functions import deadletters
+from functions.archives import build_archive
 from functions.services import Services, gave_up, parse_task, send_task, sqs_batch
 from functions.versions import GOODMAN_LIVE_VERSION, goodman_pipeline_version
 
@@ -216,6 +217,8 @@ def _run_task(task: Dict[str, Any], services, config: ReductionConfig) -> None:
         build_master_if_ready(task["kind"], task["night"], task["group"], services, config, now=True)
     elif task.get("task") == "dependents":
         trigger_dependents(task["kind"], task["night"], task["group"], services, settle=False)
+    elif task.get("task") == "archive":
+        build_archive(task["archive_id"], services)
     elif task.get("task") == "lamp_reduced":
         lamp = services.index.get_file(task["file_id"])
         if lamp and lamp.get("status") == STATUS_REDUCED:

@@ -158,3 +158,33 @@ def test_only_those_who_may_see_a_file_may_measure_it(system, api, night):
     listed = session.get(api.base + f"/api/nights/{NIGHT}/downloads", timeout=10).json()
     assert file_id not in {f["file_id"] for f in listed["files"]}
     assert requests.get(api.base + f"/api/files/{file_id}/spectrum", timeout=10).status_code == 401
+
+
+def test_the_night_downloads_as_one_archive(system, api, night):
+    resp = _post(api, f"/api/nights/{NIGHT}/archive", {})
+    assert resp.status_code == 202, resp.text
+    asked = resp.json()
+    assert asked["status"] == "queued" and asked["count"] >= len(night["ids"]) and "entries" not in asked
+    system.wait_idle(timeout=60)
+    done = api.json(f"/api/archives/{asked['archive_id']}")
+    assert done["status"] == "done", done
+    body = requests.get(done["url"], timeout=30)
+    assert body.status_code == 200
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(body.content)) as zf:
+        names = zf.namelist()
+        assert len(names) == asked["count"] == done["copied"]
+        science = night["science"].filename
+        assert f"{NIGHT}/raw/{science}" in names
+        raw = zf.read(f"{NIGHT}/raw/{science}")
+        key = f"{system.raw_prefix}{NIGHT}/{science}"
+        assert raw == system.stack.client("s3").get_object(Bucket=system.raw_bucket, Key=key)["Body"].read()
+    # someone else does not see it; a proposal of nothing, and a bad body, are explained
+    stranger = new_user(system, "curious")
+    session = system.signed_in(*_credentials(stranger)).session(api.base)
+    assert session.get(api.base + f"/api/archives/{asked['archive_id']}", timeout=10).status_code == 404
+    nothing = _post(api, f"/api/nights/{NIGHT}/archive", {"proposal": "SO2099A-999"})
+    assert nothing.status_code == 400 and "nothing of" in nothing.json()["Message"]
+    assert _post(api, f"/api/nights/{NIGHT}/archive", {"format": "tar"}).status_code == 400

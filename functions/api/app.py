@@ -7,6 +7,7 @@ locally and in AWS, and each route decides what that user may see or do
 (golive_data/access.py, chalicelib/access.py).
 """
 import json
+import uuid
 
 from chalice import (AuthResponse, BadRequestError, Chalice, ChaliceViewError, ConflictError, CORSConfig,
                      ForbiddenError, NotFoundError, Response, UnauthorizedError)
@@ -15,8 +16,8 @@ from chalicelib import access, auth, measure, pagetoken, products
 from chalicelib.openapi import openapi
 from chalicelib.query import FilesQuery, check_night
 from chalicelib.spectrum import spectrum_data
-from chalicelib.views import expires_at, night_downloads, with_download_urls
-from golive_data import imexam, linefit, linefits, versions
+from chalicelib.views import expires_at, night_downloads, night_objects, with_download_urls
+from golive_data import archives, imexam, linefit, linefits, versions
 from golive_data.access import AccessError, Directory, ROLE_OBSERVER, ROLE_PI, ROLES, check_username, proposal_id
 from golive_data.index import BadRequest, FileIndex, iter_all_files, public_view
 from golive_data.parameters import describe as describe_settings, validate as validate_settings
@@ -314,6 +315,20 @@ def file_imexam(file_id):
     return _measured(examine)
 
 
+def _night_objects(caller: access.Caller, night: str, proposal) -> list:
+    """What of the night the caller may download (of one proposal, if named)."""
+    try:
+        check_night(night)
+        wanted = proposal_id(proposal) if proposal else None
+    except (BadRequest, AccessError) as exc:
+        raise BadRequestError(str(exc))
+    seen = caller.visible_in(night)(public_view(i) for i in iter_all_files(_index(), night))
+    objects = night_objects(seen, wanted)
+    if wanted and not any(o["proposal"] == wanted for o in objects):
+        raise BadRequestError(f"nothing of {wanted} on {night} that you may see")
+    return wanted, objects
+
+
 @app.route("/api/nights/{night}/downloads", methods=READ, authorizer=signed_in)
 def night_download_list(night):
     """Every file of the night the caller may see (of one proposal: ?proposal=), raw and
@@ -323,18 +338,59 @@ def night_download_list(night):
     fmt = params.get("format", "json")
     if fmt not in ("json", "text"):
         raise BadRequestError("format must be json or text")
-    try:
-        check_night(night)
-        wanted = proposal_id(params["proposal"]) if params.get("proposal") else None
-    except (BadRequest, AccessError) as exc:
-        raise BadRequestError(str(exc))
-    seen = caller.visible_in(night)(public_view(i) for i in iter_all_files(_index(), night))
-    listed = night_downloads(seen, wanted, _signer(), _settings().url_expiry_seconds)
+    wanted, objects = _night_objects(caller, night, params.get("proposal"))
+    listed = night_downloads(objects, _signer(), _settings().url_expiry_seconds)
     if fmt == "text":
         return Response(status_code=200, headers={"Content-Type": "text/plain; charset=utf-8"},
                         body="".join(f["url"] + "\n" for f in listed))
     return {"api_version": API_VERSION, "night": night, "proposal": wanted, "expires_at": _urls_expire_at(),
             "files": listed}
+
+
+@app.route("/api/nights/{night}/archive", methods=["POST"], authorizer=signed_in, content_types=["application/json"])
+def night_archive(night):
+    """Ask for the night's files the caller may see (of one proposal: {"proposal": P}) as
+    one zip: 202 with its archive_id; GET /api/archives/{archive_id} says when it is
+    ready and gives its URL."""
+    caller = _caller()
+    body = _json_body()
+    unknown = sorted(set(body) - {"proposal"})
+    if unknown:
+        raise BadRequestError(f"unknown field(s) {unknown}: the request is {{\"proposal\": null or a proposal}}")
+    wanted, objects = _night_objects(caller, night, body.get("proposal"))
+    if not objects:
+        raise BadRequestError(f"nothing of {night}" + (f" for {wanted}" if wanted else "") + " to download")
+    s = _settings()
+    if not s.work_queue_url:
+        raise ChaliceViewError("the work queue is not configured (WORK_QUEUE_URL)")
+    archive_id = uuid.uuid4().hex[:16]
+    entries = [{k: o[k] for k in ("bucket", "key", "name", "size")} for o in objects]
+    try:
+        archive = archives.request_archive(_client("dynamodb"), s.index_table, archive_id, night, wanted,
+                                           caller.principal.username, entries)
+    except ValueError as exc:
+        raise BadRequestError(str(exc))
+    _client("sqs").send_message(QueueUrl=s.work_queue_url, MessageBody=json.dumps(
+        {REDUCE_TASK_KEY: {"task": "archive", "archive_id": archive_id}}))
+    return Response(status_code=202, body={"api_version": API_VERSION, **archives.public(archive)})
+
+
+@app.route("/api/archives/{archive_id}", methods=READ, authorizer=signed_in)
+def archive_status(archive_id):
+    """An archive the caller asked for: queued, building, done (with a signed `url`) or
+    failed (with the reason)."""
+    caller = _caller()
+    found = archives.get_archive(_client("dynamodb"), _settings().index_table, archive_id) \
+        if access.plausible_file_id(archive_id) else None
+    if not found or (found.get("requested_by") != caller.principal.username and not caller.principal.staff):
+        raise NotFoundError(f"no archive {archive_id}")
+    shown = archives.public(found)
+    if found.get("status") == archives.DONE:
+        shown["url"] = _signer().generate_presigned_url(
+            "get_object", Params={"Bucket": found["bucket"], "Key": found["key"]},
+            ExpiresIn=_settings().url_expiry_seconds)
+        shown["expires_at"] = _urls_expire_at()
+    return {"api_version": API_VERSION, **shown}
 
 
 @app.route("/api/settings", methods=READ, authorizer=signed_in)
@@ -462,4 +518,11 @@ def unknown_route():
     """Any path no route above names: a 404 with a JSON error. API Gateway sends such
     paths to its greedy `{proxy+}` resource (without one it answers 403 "Missing
     Authentication Token"); infra/local/server.py matches it the same way."""
-    raise NotFoundError(f"no such route: /{app.current_request.uri_params['proxy']}")
+    raise NotFoundError(f"no such route: /{app.current_request.uri_params['proxy']}")@app.route("/api/settings", methods=READ, authorizer=signed_in)
+def settings_declaration():
+    """Every reduction setting a re-reduction or a proposal may set: name, type,
+    default, valid values, help."""
+    return {"api_version": API_VERSION, "settings": describe_settings()}
+
+
+

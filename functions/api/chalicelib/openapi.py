@@ -113,11 +113,18 @@ _ANSWERS.update({
         "api_version": _STRING, "night": _STRING, "proposal": {"type": ["string", "null"]}, "expires_at": _STRING,
         "files": {"type": "array", "items": {"type": "object", "required": ["file_id", "kind", "url"]}}}},
 })
+_ARCHIVE = {"type": "object", "required": ["archive_id", "status", "night"], "properties": {
+    "api_version": _STRING, "archive_id": _STRING, "night": _STRING, "proposal": {"type": ["string", "null"]},
+    "status": {"type": "string", "enum": ["queued", "building", "done", "failed"]},
+    "count": {"type": "integer"}, "bytes": {"type": "integer"}, "requested_by": _STRING, "requested_at": _STRING,
+    "url": {"type": "string", "description": "when done: the zip, signed"}, "expires_at": _STRING,
+    "error": {"type": ["string", "null"]}, "missing": {"type": ["array", "null"]}}}
+_ANSWERS.update({"/api/nights/{night}/archive": _ARCHIVE, "/api/archives/{archive_id}": _ARCHIVE})
 #: Routes that may answer plain text too (?format=text).
 _TEXT = {"/api/nights/{night}/downloads": "one signed URL per line (?format=text), for wget -i"}
 #: Routes whose success is not 200.
 _SUCCESS = {("POST", "/api/files/reduce"): "202", ("POST", "/api/files/{file_id}/linefit"): "201",
-            ("DELETE", "/api/files/{file_id}/linefit/{fit_id}"): "204"}
+            ("DELETE", "/api/files/{file_id}/linefit/{fit_id}"): "204", ("POST", "/api/nights/{night}/archive"): "202"}
 
 #: The errors a route answers besides 401 (every route with an authorizer) and 404 (every
 #: path with a variable), by (method, path); HEAD answers as GET.
@@ -146,6 +153,7 @@ _ERRORS.update({
     ("DELETE", "/api/files/{file_id}/linefit/{fit_id}"): {"403": "another user's fit (only staff remove it)"},
     ("GET", "/api/files/{file_id}/imexam"): {"400": "no x or y, or a point outside the frame", "409": _NO_PRODUCT},
     ("GET", "/api/nights/{night}/downloads"): {"400": "a bad night, proposal or format"},
+    ("POST", "/api/nights/{night}/archive"): {"400": "a bad night or proposal, or nothing (or too much) to archive"},
 })
 _NOT_FOUND = {"/api/proposals/{proposal}/settings": "no such proposal, or one the caller is not a member of",
               "/api/proposals/{proposal}/members": "no such proposal, or one the caller is not a member of",
@@ -170,6 +178,10 @@ _BODIES: Dict[Tuple[str, str], Dict[str, Any]] = {
                        "model": {"type": "string", "enum": ["gaussian", "voigt"], "default": "gaussian"},
                        "rest_wavelength": {"type": ["number", "null"], "exclusiveMinimum": 0},
                        "version": {"type": ["integer", "null"], "minimum": 0}}},
+    ("POST", "/api/nights/{night}/archive"): {
+        "type": "object", "additionalProperties": False,
+        "properties": {"proposal": {"type": ["string", "null"], "description": "only this proposal's frames (and "
+                                                                               "the night's calibrations)"}}},
     ("POST", "/api/proposals/{proposal}/members"): {
         "type": "object", "required": ["username"], "additionalProperties": False,
         "properties": {"username": {"type": "string", "minLength": 1, "description": "an existing account"},

@@ -23,11 +23,10 @@ def with_download_urls(item: Dict[str, Any], s3, expiry_seconds: int) -> Dict[st
     return {**item, "products": products}
 
 
-def night_downloads(items: Iterable[Dict[str, Any]], proposal: Optional[str], s3,
-                    expiry_seconds: int) -> List[Dict[str, Any]]:
-    """Every raw file and product of `items` (a night's, as the caller may see them) as
-    signed URLs. For one proposal: its frames and the night's calibrations, which a
-    reduction of them needs."""
+def night_objects(items: Iterable[Dict[str, Any]], proposal: Optional[str]) -> List[Dict[str, Any]]:
+    """Every raw file and product of `items` (a night's, as the caller may see them),
+    with where it is stored and its name in an archive. For one proposal: its frames
+    and the night's calibrations, which a reduction of them needs."""
     out = []
     for item in items:
         if proposal and item.get("proposal") != proposal and item.get("obstype") not in CALIBRATION_TYPES:
@@ -36,8 +35,15 @@ def night_downloads(items: Iterable[Dict[str, Any]], proposal: Optional[str], s3
                 "obstype": item.get("obstype"), "proposal": item.get("proposal")}
         if item.get("raw_key") and not str(item.get("obstype", "")).startswith("MASTER_"):
             out.append({**base, "kind": "raw", "product": item["file_name"], "size": item.get("size"),
-                        "url": _signed(s3, item["raw_bucket"], item["raw_key"], expiry_seconds)})
+                        "bucket": item["raw_bucket"], "key": item["raw_key"],
+                        "name": f"{item['night']}/raw/{item.get('path') or item['file_name']}"})
         for p in item.get("products") or []:
             out.append({**base, "kind": p["kind"], "product": p["file_name"], "size": p.get("size"),
-                        "url": _signed(s3, p["bucket"], p["key"], expiry_seconds)})
+                        "bucket": p["bucket"], "key": p["key"], "name": p["key"]})
     return out
+
+
+def night_downloads(objects: Iterable[Dict[str, Any]], s3, expiry_seconds: int) -> List[Dict[str, Any]]:
+    """night_objects as signed URLs (and not where they are stored)."""
+    return [{**{k: v for k, v in o.items() if k not in ("bucket", "key", "name")},
+             "url": _signed(s3, o["bucket"], o["key"], expiry_seconds)} for o in objects]
