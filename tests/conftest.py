@@ -2,6 +2,7 @@
 the queue) started once per session, and helpers to talk to it."""
 from __future__ import annotations
 
+import datetime
 import shutil
 import time
 from pathlib import Path
@@ -96,6 +97,40 @@ def sim_night(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim_night")
     write_night(out, make_night(seed=1))
     return out
+
+
+# Recent, so its frames are still proprietary (released after PROPRIETARY_DAYS), and no
+# other test's night is within the calibration window of it.
+SMALL_NIGHT = (datetime.date.today() - datetime.timedelta(days=40)).isoformat()
+
+
+@pytest.fixture(scope="session")
+def small_night(system, s3, api, tmp_path_factory):
+    """Three biases, three flats, a lamp and one science frame (a white dwarf with H-alpha
+    in absorption), reduced and calibrated: what the measuring routes and the page's
+    interactive card are tried on."""
+    from infra.simulator import make_night, write_night
+
+    plan = make_night(seed=11, night=SMALL_NIGHT, n_bias=3, n_flat=3, n_comp=1, n_science=1)
+    out = tmp_path_factory.mktemp("measure_night")
+    paths = write_night(out, plan)
+    ids = {}
+    for path in paths:
+        if path.suffix != ".fits":
+            continue
+        key = f"{system.raw_prefix}{SMALL_NIGHT}/{path.name}"
+        s3.put_object(Bucket=system.raw_bucket, Key=key, Body=path.read_bytes())
+        ids[path.name] = file_id_for(system.raw_bucket, key)
+    science = next(f for f in plan.frames if f.kind == "science")
+    file_id = ids[science.filename]
+    item = api.wait_for(file_id, timeout=90)
+    for _ in range(60):
+        if item.get("spectra_status") == "calibrated":
+            break
+        system.wait_idle(timeout=30)
+        item = api.json(f"/api/files/{file_id}")
+    assert item.get("spectra_status") == "calibrated", item.get("spectra_reason")
+    return {"plan": plan, "science": science, "file_id": file_id, "ids": ids, "item": item, "night": SMALL_NIGHT}
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -3,20 +3,15 @@ user: a simulated night (bias, flats, a lamp, one star) is reduced, then its spe
 is read as data, a line is fitted on the star's H-alpha absorption, whose truth the
 simulator knows, imexam measures the star's profile across its trace, and the night's
 files are listed for download. Who may see a file decides who may measure it."""
-import datetime
 import math
 
 import pytest
 import requests
 
-from golive_data.index import file_id_for
-from infra.simulator import make_night, write_night
 from infra.simulator.spectra import H_ALPHA
 from tests.conftest import new_user
 
-# Recent, so the frames are still proprietary (released after PROPRIETARY_DAYS), and
-# no other test's night is within the calibration window of it.
-NIGHT = (datetime.date.today() - datetime.timedelta(days=40)).isoformat()
+from tests.conftest import SMALL_NIGHT as NIGHT
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
@@ -29,28 +24,8 @@ def _credentials(spec):
 
 
 @pytest.fixture(scope="module")
-def night(system, s3, api, tmp_path_factory):
-    """Three biases, three flats, a lamp and one science frame, reduced and calibrated."""
-    plan = make_night(seed=11, night=NIGHT, n_bias=3, n_flat=3, n_comp=1, n_science=1)
-    out = tmp_path_factory.mktemp("measure_night")
-    paths = write_night(out, plan)
-    ids = {}
-    for path in paths:
-        if path.suffix != ".fits":
-            continue
-        key = f"{system.raw_prefix}{NIGHT}/{path.name}"
-        s3.put_object(Bucket=system.raw_bucket, Key=key, Body=path.read_bytes())
-        ids[path.name] = file_id_for(system.raw_bucket, key)
-    science = next(f for f in plan.frames if f.kind == "science")
-    file_id = ids[science.filename]
-    item = api.wait_for(file_id, timeout=90)
-    for _ in range(60):
-        if item.get("spectra_status") == "calibrated":
-            break
-        system.wait_idle(timeout=30)
-        item = api.json(f"/api/files/{file_id}")
-    assert item.get("spectra_status") == "calibrated", item.get("spectra_reason")
-    return {"plan": plan, "science": science, "file_id": file_id, "ids": ids, "item": item}
+def night(small_night):
+    return small_night
 
 
 def test_the_spectrum_is_served_as_data_with_its_variance_sky_and_lamp(api, night):
