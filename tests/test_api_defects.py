@@ -284,3 +284,34 @@ def test_api_gateway_is_given_head_beside_get_a_catch_all_and_the_one_origin(mon
     preflight = doc["paths"]["/api/files"]["options"]["x-amazon-apigateway-integration"]["responses"]["default"]
     assert preflight["responseParameters"]["method.response.header.Access-Control-Allow-Origin"] == \
         "'https://live.example'"
+
+
+# ---- the local server answers each request as its own ------------------------------
+
+def test_requests_at_the_same_moment_are_answered_each_as_its_own(system, api, night_of_five):
+    """The local server answers in threads: each must see its own method, query and
+    caller (with one shared `current_request`, a POST was answered as a GET)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import new_user
+
+    night, _ = night_of_five
+    other = new_user(system, "parallel")
+    sessions = {api.json("/api/me")["username"]: api.http,
+                other.username: system.signed_in(other.username, other.password).session(api.base)}
+
+    def ask(i):
+        who = list(sessions)[i % 2]
+        session = sessions[who]
+        if i % 3 == 0:
+            resp = session.get(api.base + "/api/me", timeout=20)
+            return resp.status_code == 200 and resp.json()["username"] == who
+        if i % 3 == 1:
+            resp = session.get(api.base + "/api/files", params={"night": night, "limit": 1 + i % 4}, timeout=20)
+            return resp.status_code == 200 and resp.json()["night"] == night
+        resp = session.post(api.base + "/api/files/reduce", json={"file_id": f"nofile{i}"}, timeout=20)
+        return resp.status_code == 404 and f"nofile{i}" in resp.json()["Message"]
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(ask, range(240)))
+    assert all(answers), f"{answers.count(False)} of {len(answers)} answered as another request"

@@ -22,8 +22,8 @@ from typing import List, Optional
 from urllib.parse import parse_qs, unquote, urlparse, urlsplit
 
 from chalice.config import Config
-from chalice.local import (ChaliceRequestHandler, LambdaEventConverter, LocalGateway, LocalGatewayAuthorizer,
-                           MatchResult, NotAuthorizedError, RouteMatcher)
+from chalice.local import (ChaliceRequestHandler, LambdaEventConverter, LocalChalice, LocalGateway,
+                           LocalGatewayAuthorizer, MatchResult, NotAuthorizedError, RouteMatcher)
 
 API_DIR = Path(__file__).resolve().parents[2] / "functions" / "api"
 
@@ -40,6 +40,16 @@ def load_api_app():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.app
+
+
+def per_thread(app):
+    """The app with a `current_request` of each thread's own, as `chalice local` makes
+    it. Lambda gives each process one request at a time; this server answers requests
+    in threads, and with one shared `current_request` two requests at the same moment
+    read each other's method, query, body and caller (a POST answered as a GET)."""
+    if not isinstance(app, LocalChalice):
+        app.__class__ = type("PerThreadChalice", (LocalChalice, app.__class__), {})
+    return app
 
 
 _GREEDY = re.compile(r"\{(\w+)\+\}")
@@ -162,7 +172,7 @@ class LocalServer:
             # (the app reads ALLOWED_ORIGIN once, as it loads, through its Settings).
             os.environ["ALLOWED_ORIGIN"] = self.url
             app = load_api_app()
-        self.httpd.RequestHandlerClass = partial(handler, app_object=app, config=Config())
+        self.httpd.RequestHandlerClass = partial(handler, app_object=per_thread(app), config=Config())
         self._thread: Optional[threading.Thread] = None
 
     @property
