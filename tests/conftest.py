@@ -111,7 +111,8 @@ def small_night(system, s3, api, tmp_path_factory):
     interactive card are tried on."""
     from infra.simulator import make_night, write_night
 
-    plan = make_night(seed=11, night=SMALL_NIGHT, n_bias=3, n_flat=3, n_comp=1, n_science=1)
+    # 20 minutes on the star: S/N enough to put H-alpha's centre within 0.1 A (1 sigma)
+    plan = make_night(seed=11, night=SMALL_NIGHT, n_bias=3, n_flat=3, n_comp=1, n_science=1, science_exptime=1200.0)
     out = tmp_path_factory.mktemp("measure_night")
     paths = write_night(out, plan)
     ids = {}

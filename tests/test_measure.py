@@ -252,6 +252,22 @@ def test_absorption_line_centre_width_and_equivalent_width():
     json.dumps(fit.to_dict(), allow_nan=False)
 
 
+@pytest.mark.parametrize("slope", [-6e-3, 0.0, 4e-3])
+def test_an_absorption_line_takes_a_fraction_of_a_sloped_continuum_and_its_centre_stays_put(slope):
+    """A star's continuum times (1 - depth * profile), as the simulator renders it: fitted
+    additively, the centre would move by about slope * sigma^2 (0.2 A here); fitted as a
+    fraction of the continuum, it is where the line is, noiseless to a few mA."""
+    x = np.arange(6400.0, 6720.0, 2.0)
+    continuum = 1000.0 * (1.0 + slope * (x - CENTRE))
+    y = continuum * (1.0 - 0.45 * np.exp(-0.5 * ((x - CENTRE) / 14.0) ** 2))
+    fit = fit_line(list(x), list(y), None, (CENTRE - 70.0, CENTRE + 70.0))
+    assert fit.continuum_model == "multiplied" and fit.kind == "absorption"
+    assert abs(fit.centre - CENTRE) < 0.005, fit.centre
+    assert abs(fit.fwhm - 14.0 * math.sqrt(8 * math.log(2))) < 0.01
+    assert abs(fit.equivalent_width - 0.45 * 14.0 * math.sqrt(2 * math.pi)) < 0.01
+    assert abs(fit.amplitude + 0.45 * 1000.0) < 0.5
+
+
 def test_errors_match_the_scatter_of_noise_realisations():
     pulls_centre, pulls_fwhm = [], []
     true_fwhm = SIGMA * math.sqrt(8 * math.log(2))

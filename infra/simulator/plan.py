@@ -232,7 +232,7 @@ def make_night(seed: int = 1, night: str = "2024-03-14", lamp: str = "400M2_GG45
                bias_binning=None, roi: geometry.RoiSpec = None, lamp_roi: geometry.RoiSpec = None,
                flat_roi: geometry.RoiSpec = None, slit: Optional[float] = None,
                lamp_slit: Optional[float] = None, flat_slit: Optional[float] = None,
-               lamp_offset: float = 0.0) -> NightPlan:
+               lamp_offset: float = 0.0, science_exptime: Optional[float] = None) -> NightPlan:
     """Plan a night. Same arguments, same plan, on any machine (no wall clock, no global RNG).
 
     * ``binning`` (serial, parallel), each 1..3 (CCDSUM 'sb pb'; 2 or '2 2' also accepted),
@@ -247,6 +247,7 @@ def make_night(seed: int = 1, night: str = "2024-03-14", lamp: str = "400M2_GG45
       window if none). A list of two ints is one binning.
     * ``lamp_offset``: constant shift (unbinned px, |offset| <= 40) of every exposed frame
       relative to the reference lamp, on top of the flexure.
+    * ``science_exptime``: the science frames' exposure (s); None = each target's own.
     """
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -347,7 +348,7 @@ def make_night(seed: int = 1, night: str = "2024-03-14", lamp: str = "400M2_GG45
             exptime = _scaled_exptime(comp_exptime, 1.0 / geom.pixel_scale)
             obstype, obj, label = "COMP", ref.lamps, f"{ref.lamps}_{setup}"
         else:
-            exptime = target.exptime
+            exptime = float(science_exptime) if science_exptime else target.exptime
             obstype, obj, label = "OBJECT", target.name, f"{target.name.replace(' ', '')}_{setup}"
             last_target = target
         clock = start + dt.timedelta(seconds=exptime + READ_OVERHEAD + rng.uniform(0, 2))
