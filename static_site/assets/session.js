@@ -148,7 +148,7 @@ window.GoliveSession = (function () {
     }
     if (mine !== epoch) throw new SignedOut("signed out");
     if (!res.ok) throw answered(await errorMessage(res), res.status);
-    return res.json();
+    return res.status === 204 ? null : res.json();   // 204: done, nothing to say
   }
 
   function postJson(path, payload) {
