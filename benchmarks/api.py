@@ -8,6 +8,8 @@ Each signed-in request pays for the token check (RS256, keys cached), the caller
 directory entry (one GetItem, one Query) and, for a listing, the operator's aliases and
 the night's schedule (three Queries) before the filter; staff skip nothing but the
 filter's verdict. The night is the simulator's default night (25 frames and the masters).
+The page's measuring routes (a spectrum as data, imexam, a line fit, the night's
+download list) are timed as the observer.
 
     .venv/bin/python benchmarks/api.py [--requests 200]
 """
@@ -40,13 +42,17 @@ def percentile(values, q):
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def timed(session, url, n, **params):
+def timed(session, url, n, body=None, **params):
+    """ms of each of n requests: GETs with `params`, or POSTs of `body` (answered 201)."""
     times = []
     for _ in range(n):
         start = time.perf_counter()
-        resp = session.get(url, params=params, timeout=30)
+        if body is None:
+            resp = session.get(url, params=params, timeout=30)
+        else:
+            resp = session.post(url, json=body, timeout=30)
         times.append((time.perf_counter() - start) * 1000)
-        assert resp.status_code == 200, resp.text
+        assert resp.status_code == (200 if body is None else 201), resp.text
     return times
 
 
@@ -88,6 +94,22 @@ def main(argv=None) -> int:
             if who != "no proposal":
                 rows.append((f"GET /api/files/{{id}}, {who}", timed(session, f"{system.url}/api/files/{one}",
                                                                     args.requests)))
+        # the page's measuring routes, as the observer (the products read from storage once, then checked)
+        observer, base_url = sessions["observer"], f"{system.url}/api/files/{one}"
+        item = observer.get(base_url, timeout=30).json()
+        spectra = item.get("spectra") or []
+        if spectra:
+            x, y = item["spectra_shape"][1] // 2, int(round(spectra[0]["row"]))
+            data = observer.get(base_url + "/spectrum", params={"target": 1}, timeout=30).json()
+            rows.append((f"GET .../spectrum ({len(data['x'])} px, lamp, sky)",
+                         timed(observer, base_url + "/spectrum", args.requests, target=1)))
+            rows.append(("GET .../imexam on the trace (box 21)",
+                         timed(observer, base_url + "/imexam", args.requests, x=x, y=y, box=21)))
+            window = {"target": 1, "window": [6500.0, 6625.0], "model": "gaussian", "rest_wavelength": 6562.8}
+            rows.append(("POST .../linefit, H-alpha (Gaussian, kept)",
+                         timed(observer, base_url + "/linefit", min(args.requests, 100), window)))
+        rows.append((f"GET /api/nights/{{night}}/downloads, observer",
+                     timed(observer, f"{system.url}/api/nights/{NIGHT}/downloads", args.requests)))
         # the parts of a signed-in request that signing in adds, timed alone
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions" / "api"))
         from chalicelib import auth

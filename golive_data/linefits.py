@@ -11,6 +11,7 @@ stores and lists it. Standard library and boto3 only, like the rest of the data 
 """
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -30,17 +31,41 @@ def record_fit(client, table: str, file_id: str, fit: Mapping[str, Any], by: str
     at = utcnow()
     fit_id = secrets.token_hex(6)
     entry = {**fit, "fit_id": fit_id, "file_id": file_id, "by": by, "at": at}
-    client.put_item(TableName=table, Item=_encode({**entry, "pk": _pk(file_id),
+    # the drawn curve (hundreds of numbers) is kept as one JSON string: a list of numbers
+    # is costly to write and to read back as DynamoDB attributes
+    stored = {**entry, "curve": json.dumps(entry.get("curve") or {}, separators=(",", ":"))}
+    client.put_item(TableName=table, Item=_encode({**stored, "pk": _pk(file_id),
                                                    "sk": f"{LINEFIT_PREFIX}{at}#{fit_id}"}))
-    kept = list_fits(client, table, file_id)
-    for old in kept[:-MOST_PER_FILE] if len(kept) > MOST_PER_FILE else []:
-        delete_fit(client, table, file_id, old["fit_id"], old)
+    if _count(client, table, file_id) > MOST_PER_FILE:
+        kept = list_fits(client, table, file_id)
+        for old in kept[:-MOST_PER_FILE]:
+            delete_fit(client, table, file_id, old["fit_id"], old)
     return entry
+
+
+def _count(client, table: str, file_id: str) -> int:
+    """How many fits the file has, without reading them (each holds its curve)."""
+    kwargs = dict(TableName=table, Select="COUNT", KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                  ExpressionAttributeValues=_encode({":pk": _pk(file_id), ":p": LINEFIT_PREFIX}))
+    total = 0
+    while True:
+        resp = client.query(**kwargs)
+        total += int(resp.get("Count", 0))
+        if "LastEvaluatedKey" not in resp:
+            return total
+        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
 
 def list_fits(client, table: str, file_id: str) -> List[Dict[str, Any]]:
     """The file's fits, oldest first."""
-    return [strip_keys(i) for i in query_partition(client, table, _pk(file_id), LINEFIT_PREFIX)]
+    return [_read(i) for i in query_partition(client, table, _pk(file_id), LINEFIT_PREFIX)]
+
+
+def _read(item: Dict[str, Any]) -> Dict[str, Any]:
+    fit = strip_keys(item)
+    if isinstance(fit.get("curve"), str):
+        fit["curve"] = json.loads(fit["curve"])
+    return fit
 
 
 def get_fit(client, table: str, file_id: str, fit_id: str) -> Optional[Dict[str, Any]]:
