@@ -120,6 +120,27 @@ def test_imexam_on_the_reduced_frame_measures_the_star_across_its_trace(page, sm
     page.screenshot(path=str(tmp_path / "imexam.png"), full_page=True)
 
 
+def test_the_night_of_one_proposal_downloads_as_one_archive(page, small_night, tmp_path):
+    proposal = small_night["item"]["proposal"]
+    page.click("#downloads summary")
+    page.select_option("#download-proposal", proposal)
+    with page.expect_request(lambda r: r.url.endswith("/archive") and r.method == "POST") as asked:
+        with page.expect_download(timeout=60000) as downloading:
+            page.click("#download-zip")
+    assert asked.value.post_data_json == {"proposal": proposal}
+    saved = tmp_path / downloading.value.suggested_filename
+    downloading.value.save_as(saved)
+    import zipfile
+
+    with zipfile.ZipFile(saved) as zf:
+        names = zf.namelist()
+    assert saved.name == f"goodman-{small_night['night']}-{proposal}.zip"
+    assert f"{small_night['night']}/raw/{small_night['science'].filename}" in names
+    assert page.locator("#archive-link").is_visible()
+    page.screenshot(path=str(tmp_path / "archive.png"))
+    page.keyboard.press("Escape")
+
+
 def test_a_product_downloads_and_sign_out_ends_the_session(page, tmp_path):
     link = page.locator("#detail .downloads-list li", has=page.locator("span.note", has_text="calibrated")) \
         .locator("a[download]").first

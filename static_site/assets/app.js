@@ -1421,7 +1421,8 @@
     downloadsNote.className = "note";
     downloadsNote.textContent = "asking the API…";
     try {
-      const answer = await api("/api/nights/" + encodeURIComponent(night) + "/downloads?format=json");
+      const answer = await api("/api/nights/" + encodeURIComponent(night) + "/downloads?format=json" +
+                               (downloadProposal.value ? "&proposal=" + encodeURIComponent(downloadProposal.value) : ""));
       const list = answer.files || [];
       if (format === "text") {
         saveAs(list.map(function (x) { return x.url; }).join("\n") + (list.length ? "\n" : ""), name, "text/plain");
@@ -1443,6 +1444,20 @@
     if (event.isTrusted && downloads.open && !downloads.contains(event.target)) downloads.open = false;
   });
 
+  // One proposal's frames (with the night's calibrations), or all the user may see: the
+  // proposals offered are theirs and those of the night's files they see.
+  const downloadProposal = document.getElementById("download-proposal");
+  downloads.addEventListener("toggle", function () {
+    if (!downloads.open) return;
+    const kept = downloadProposal.value;
+    const names = new Set((me && me.proposals) || []);
+    files.forEach(function (f) { if (f.proposal) names.add(f.proposal); });
+    downloadProposal.replaceChildren(text("option", "everything I may see"));
+    downloadProposal.firstChild.value = "";
+    Array.from(names).sort().forEach(function (n) { downloadProposal.appendChild(text("option", n)); });
+    downloadProposal.value = names.has(kept) ? kept : "";
+  });
+
   downloads.querySelectorAll("button[data-format]").forEach(function (b) {
     b.addEventListener("click", function () { downloadNight(b.dataset.format); });
   });
@@ -1456,7 +1471,8 @@
     downloadsNote.className = "note";
     downloadsNote.textContent = "asking for an archive…";
     try {
-      let archive = await postJson("/api/nights/" + encodeURIComponent(night) + "/archive", {});
+      let archive = await postJson("/api/nights/" + encodeURIComponent(night) + "/archive",
+                                   { proposal: downloadProposal.value || null });
       while (archive.status === "queued" || archive.status === "building") {
         downloadsNote.textContent = "archive " + archive.status + ": " + archive.count + " files, " +
           (archive.bytes / 1e6).toFixed(0) + " MB…";
