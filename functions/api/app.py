@@ -315,8 +315,9 @@ def file_imexam(file_id):
     return _measured(examine)
 
 
-def _night_objects(caller: access.Caller, night: str, proposal) -> list:
-    """What of the night the caller may download (of one proposal, if named)."""
+def _night_objects(caller: access.Caller, night: str, proposal) -> tuple:
+    """(the proposal id or None, what of the night the caller may download: all of it, or one
+    proposal's frames and the night's calibrations); 400 for a proposal with nothing there."""
     try:
         check_night(night)
         wanted = proposal_id(proposal) if proposal else None
