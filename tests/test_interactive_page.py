@@ -13,7 +13,7 @@ import pytest
 
 from golive_data.index import file_id_for
 from infra.simulator.spectra import H_ALPHA
-from tests.conftest import new_user, real_fits, sign_in_page
+from tests.conftest import new_user, real_fits, wait_signed_in
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 SPECTRUM_HOST = "#detail .interactive[data-view=spectrum].mounted .plot-host"
@@ -32,8 +32,11 @@ def page(browser, system, observer, small_night):
     asked = []
     context.on("request", lambda r: asked.append(r.url))
     page = context.new_page()
-    page.goto(f"{system.url}/#night={small_night['night']}")
-    sign_in_page(page, system, observer.username, observer.password)
+    page.goto(f"{system.url}/#night={small_night['night']}")   # the view asked for survives the sign-in
+    page.fill("#signin-username", observer.username)
+    page.fill("#signin-password", observer.password)
+    page.click("#signin-submit")
+    wait_signed_in(page, observer.username)
     page.wait_for_function("n => document.querySelector('#night-select').value === n", arg=small_night["night"])
     page.asked = asked
     yield page
