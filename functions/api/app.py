@@ -519,11 +519,4 @@ def unknown_route():
     """Any path no route above names: a 404 with a JSON error. API Gateway sends such
     paths to its greedy `{proxy+}` resource (without one it answers 403 "Missing
     Authentication Token"); infra/local/server.py matches it the same way."""
-    raise NotFoundError(f"no such route: /{app.current_request.uri_params['proxy']}")@app.route("/api/settings", methods=READ, authorizer=signed_in)
-def settings_declaration():
-    """Every reduction setting a re-reduction or a proposal may set: name, type,
-    default, valid values, help."""
-    return {"api_version": API_VERSION, "settings": describe_settings()}
-
-
-
+    raise NotFoundError(f"no such route: /{app.current_request.uri_params['proxy']}")
