@@ -108,7 +108,7 @@ def main(argv=None) -> int:
             window = {"target": 1, "window": [6500.0, 6625.0], "model": "gaussian", "rest_wavelength": 6562.8}
             rows.append(("POST .../linefit, H-alpha (Gaussian, kept)",
                          timed(observer, base_url + "/linefit", min(args.requests, 100), window)))
-        rows.append((f"GET /api/nights/{{night}}/downloads, observer",
+        rows.append(("GET /api/nights/{night}/downloads, observer",
                      timed(observer, f"{system.url}/api/nights/{NIGHT}/downloads", args.requests)))
         # the parts of a signed-in request that signing in adds, timed alone
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions" / "api"))

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import re
 import sys
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import numpy as np
 import pytest
