@@ -314,6 +314,22 @@ def test_reduce_frame_skips_with_reasons(night):
     assert rep["steps_run"] == ["overscan", "trim"]
 
 
+def test_a_full_frame_master_is_not_applied_to_a_roi_frame_through_its_slit_trim(night):
+    """A ZZ Ceti (200-row) frame and full-frame masters of the same readout name: the
+    ROI flat's slit section would cut the 947-row masters to the frame's rows, from the
+    wrong rows of the detector; the shapes are compared before the slit trim, so they
+    are skipped, saying why."""
+    plan = make_night(seed=2, roi="Spectroscopic ZZ Ceti", n_bias=0, n_flat=0, n_comp=0, n_science=1)
+    d, h = render_frame(plan, plan.frames[0])
+    s = R.ReductionSettings(cosmic_ray_rejection="none")
+    fr, rep = R.reduce_frame(d, h, "OBJECT", "RED", (2, 2), R.Calibrations(night["mb"], "mb", night["mf"], "mf",
+                                                                           "[1:2030,20:180]"), s)
+    assert rep["steps_run"] == ["overscan", "trim", "slit"], rep
+    assert rep["steps_skipped"]["bias"] == "master bias shape (947, 2030) does not match the frame's (199, 2030)"
+    assert rep["steps_skipped"]["flat"].startswith("master flat shape (947, 2030) does not match")
+    assert fr.data.shape == (161, 2030)
+
+
 def test_reduce_frame_unsupported(night):
     d, h = night["raw"][0]
     cal, s = R.Calibrations(), R.ReductionSettings()

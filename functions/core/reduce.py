@@ -159,6 +159,7 @@ def reduce_frame(data: np.ndarray, header: fits.Header, obstype: str, camera: st
             ran(step)
         elif step == "trim":
             frame = timed(step, ccd.trim, frame, trimsec, "GSP_TRIM")
+            trimmed_shape = frame.data.shape
             ran(step)
         elif step == "slit":
             if settings.ignore_flats:
@@ -187,11 +188,15 @@ def reduce_frame(data: np.ndarray, header: fits.Header, obstype: str, camera: st
             if master is None:
                 skip(step, f"no {what} for this configuration")
                 continue
+            # Masters are kept trimmed, not slit-trimmed: their shape is compared with the
+            # frame's before its slit trim (a full-frame master cut by a ZZ Ceti slit
+            # section would fit the shape, from the wrong rows of the detector).
+            shape = trimmed_shape if "slit" in report["steps_run"] else frame.data.shape
+            if master.data.shape != shape:
+                skip(step, f"{what} shape {master.data.shape} does not match the frame's {shape}")
+                continue
             if "slit" in report["steps_run"]:
                 master = ccd.trim(master, slit, "GSP_SLIT")
-            if master.data.shape != frame.data.shape:
-                skip(step, f"{what} shape {master.data.shape} does not match the frame's {frame.data.shape}")
-                continue
             apply = ccd.subtract_bias if is_bias else ccd.divide_flat
             name = calibrations.master_bias_name if is_bias else calibrations.master_flat_name
             frame = timed(step, apply, frame, master, name or what.replace(" ", "_"))
