@@ -788,6 +788,21 @@ def _overlap(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.clip(np.minimum(rows + 0.5, hi) - np.maximum(rows - 0.5, lo), 0.0, 1.0)
 
 
+def _columns(trace: Trace, columns, ncols: int) -> np.ndarray:
+    cols = trace.valid_columns if columns is None else np.asarray(columns, dtype=int)
+    return cols[(cols >= 0) & (cols < ncols)]
+
+
+def extraction_rows(trace: Trace, fwhm: float, nrows: int, ncols: int, columns=None, aperture: float = 3.0,
+                    sky_offset: float = 3.0, sky_width: float = 5.0) -> Tuple[int, int]:
+    """The rows [lo, hi) `extract` reads with these arguments: the aperture and both sky
+    regions along the trace over `columns`, and a row more on each side. Only these
+    rows need cleaning of cosmic rays before the spectrum is extracted."""
+    y = trace.center(_columns(trace, columns, ncols))
+    s_out = aperture * fwhm / 2.0 + (sky_offset + sky_width) * fwhm
+    return int(max(np.floor(y.min() - s_out) - 1, 0)), int(min(np.ceil(y.max() + s_out) + 2, nrows))
+
+
 def extract(data, trace: Trace, fwhm: float, method: str = "fractional", variance=None, gain: float = 1.0,
             rdnoise: float = 0.0, sky_offset: float = 3.0, sky_width: float = 5.0, mask=None,
             aperture: float = 3.0, columns=None, profile_window: int = 51, reject_sigma: float = 5.0,
@@ -839,14 +854,12 @@ def extract(data, trace: Trace, fwhm: float, method: str = "fractional", varianc
     gain = float(gain)
     rd2 = (float(rdnoise) / gain) ** 2
 
-    cols = trace.valid_columns if columns is None else np.asarray(columns, dtype=int)
-    cols = cols[(cols >= 0) & (cols < ncols)]
+    cols = _columns(trace, columns, ncols)
     y = trace.center(cols)
     h = aperture * fwhm / 2.0
     s_in, s_out = h + sky_offset * fwhm, h + (sky_offset + sky_width) * fwhm
     # rows covering the sky regions: work on a band (rows x len(cols)) only
-    r_lo = int(max(np.floor(y.min() - s_out) - 1, 0))
-    r_hi = int(min(np.ceil(y.max() + s_out) + 2, nrows))
+    r_lo, r_hi = extraction_rows(trace, fwhm, nrows, ncols, columns, aperture, sky_offset, sky_width)
     rows = np.arange(r_lo, r_hi, dtype=float)[:, None]
     D = arr[r_lo:r_hi, cols]
     G = good[r_lo:r_hi, cols]

@@ -91,9 +91,19 @@ def _prefix(ran: set) -> str:
     return p + "_"
 
 
+#: Why a science frame's cosmic-ray step is skipped when `defer_cosmic` (the report's steps_skipped).
+DEFERRED = ("deferred: the spectra are extracted with cosmic rays rejected in their rows; the whole frame is "
+            "cleaned next")
+
+
 def reduce_frame(data: np.ndarray, header: fits.Header, obstype: str, camera: str, binning: Tuple[int, int],
-                 calibrations: Calibrations, settings: ReductionSettings) -> Tuple[Frame, Dict[str, Any]]:
+                 calibrations: Calibrations, settings: ReductionSettings,
+                 defer_cosmic: bool = False) -> Tuple[Frame, Dict[str, Any]]:
     """Reduce one raw frame; return (reduced Frame, report).
+
+    `defer_cosmic`: leave a science frame's cosmic rays for later (the 2-D cleaning is
+    most of a frame's CPU; its spectra do not need it: spectra.extract_targets with
+    clean_windows). The prefix still has the 'c' the cleaned products will carry.
 
     The report holds: obstype, steps_run (in order), steps_skipped {step: reason},
     prefix, overscan_region, trim_section, slit_trim_section, saturated_fraction,
@@ -206,6 +216,9 @@ def reduce_frame(data: np.ndarray, header: fits.Header, obstype: str, camera: st
             if method == "none":
                 skip(step, "cosmic_ray_rejection setting is 'none'")
                 continue
+            if defer_cosmic:
+                skip(step, DEFERRED)
+                continue
             try:
                 gain = float(header["GAIN"])
                 rdnoise = float(header["RDNOISE"])
@@ -232,6 +245,8 @@ def reduce_frame(data: np.ndarray, header: fits.Header, obstype: str, camera: st
     if kind == "COMP" and settings.cosmic_ray_rejection != "none":
         # goodman-pipeline's convention: lamps are never cleaned, yet named 'c...'
         skip("cosmic", "comparison lamps are not cleaned of cosmic rays (goodman-pipeline adds the 'c' prefix anyway)")
+        done = done | {"cosmic"}
+    if report["steps_skipped"].get("cosmic") == DEFERRED:
         done = done | {"cosmic"}
     report["prefix"] = _prefix(done)
     report["wall_seconds"] = round(time.perf_counter() - t_start, 4)

@@ -20,7 +20,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 from astropy.io import fits
 
-from .extract import ExtractedSpectrum, Target, Trace, _overlap, detect_targets, extract, trace_target
+from .cosmics import merged_windows, reject_in_rows
+from .extract import (ExtractedSpectrum, Target, Trace, _overlap, detect_targets, extract, extraction_rows,
+                      trace_target)
 from .masters import camera_binning
 
 #: Header cards of a 2-D frame that make no sense on a 1-D product.
@@ -68,21 +70,29 @@ def _gain_rdnoise(header: fits.Header) -> Tuple[float, float]:
         return 1.0, 0.0
 
 
-def extract_targets(data: np.ndarray, mask: Optional[np.ndarray], header: fits.Header,
-                    settings) -> Tuple[List[TargetSpectrum], List[str]]:
+def extract_targets(data: np.ndarray, mask: Optional[np.ndarray], header: fits.Header, settings,
+                    clean_windows: bool = False, report: Optional[Dict[str, Any]] = None
+                    ) -> Tuple[List[TargetSpectrum], List[str]]:
     """Every target above the detection level, traced and extracted over all columns.
 
     All columns, not only where the trace was measured: the low-order trace is a fair
     guide into the faint ends, and a spectrum aligned with the detector's columns is
     what the wavelength solution (a function of column) applies to. Returns the
     spectra and notes on targets that could not be traced (nothing is dropped silently).
+
+    `clean_windows`: `data` has not been cleaned of cosmic rays; they are rejected
+    (settings.cosmic_ray_rejection) in the rows the extractions read only, once the
+    targets are traced (finding and tracing use medians, which hits do not move), so a
+    spectrum need not wait for the whole frame's cleaning (cosmics.reject_in_rows);
+    `report` (the reduction's report), if given, gets `cosmic_windows`: the rows
+    cleaned, the pixels flagged and how, or why nothing was cleaned.
     """
     gain, rdnoise = _gain_rdnoise(header)
     notes: List[str] = []
     try:
-        spatial_binning = camera_binning(header)[1][1]  # CCDSUM 'serial parallel': parallel = along the slit
+        camera, (serial_binning, spatial_binning) = camera_binning(header)  # CCDSUM 'serial parallel'
     except ValueError:
-        spatial_binning = None  # unknown: detect_targets assumes the coarsest
+        camera, serial_binning, spatial_binning = "", 2, None  # unknown: detect_targets assumes the coarsest
     search = detect_targets(data, max_targets=settings.max_targets, background_threshold=settings.background_threshold,
                             model=settings.target_fit_model, mask=mask, spatial_binning=spatial_binning,
                             min_snr=settings.target_min_snr, min_fwhm_arcsec=settings.target_min_fwhm_arcsec,
@@ -93,11 +103,22 @@ def extract_targets(data: np.ndarray, mask: Optional[np.ndarray], header: fits.H
     if not targets:
         notes.append(f"no target above the detection level (background_threshold {settings.background_threshold})")
     notes.extend(search.notes())
-    out: List[TargetSpectrum] = []
-    columns = np.arange(np.asarray(data).shape[1])
+    shape = np.shape(data)
+    columns = np.arange(shape[1])
+    traced = []
     for target in targets:
         try:
-            trace = trace_target(data, target, mask=mask)
+            traced.append((target, trace_target(data, target, mask=mask)))
+        except ValueError as exc:
+            notes.append(f"target at row {target.center:.1f} not extracted: {exc}")
+    if clean_windows and traced:
+        data, mask, cleaned = _clean_extraction_rows(data, mask, header, settings, traced, columns,
+                                                     camera or "RED", serial_binning)
+        if report is not None:
+            report["cosmic_windows"] = cleaned
+    out: List[TargetSpectrum] = []
+    for target, trace in traced:
+        try:
             spec = extract(data, trace, target.fwhm, method=settings.extraction_type, gain=gain, rdnoise=rdnoise,
                            mask=mask, columns=columns)
         except ValueError as exc:
@@ -105,6 +126,25 @@ def extract_targets(data: np.ndarray, mask: Optional[np.ndarray], header: fits.H
             continue
         out.append(TargetSpectrum(len(out) + 1, target, trace, spec))
     return out, notes
+
+
+def _clean_extraction_rows(data, mask, header, settings, traced, columns, camera: str, serial_binning: int):
+    """(data, mask, what was done) with cosmic rays rejected in the rows the extractions read."""
+    method = settings.cosmic_ray_rejection
+    if method == "none":
+        return data, mask, {"rows": [], "pixels": 0, "method": "none"}
+    try:
+        gain, rdnoise = float(header["GAIN"]), float(header["RDNOISE"])
+    except (KeyError, TypeError, ValueError):
+        return data, mask, {"rows": [], "pixels": 0, "method": None,
+                            "note": "not cleaned before extraction: the header has no usable GAIN/RDNOISE"}
+    nrows, ncols = np.shape(data)
+    windows = [extraction_rows(trace, target.fwhm, nrows, ncols, columns) for target, trace in traced]
+    clean, crmask, desc = reject_in_rows(data, windows, gain, rdnoise, method, settings.cosmic_niter, mask, camera,
+                                         serial_binning)
+    done = {"rows": [[lo, hi - 1] for lo, hi in merged_windows(windows, nrows)], "pixels": int(crmask.sum()),
+            "method": desc}
+    return clean, (crmask if mask is None else (np.asarray(mask) | crmask)), done
 
 
 def lamp_spectrum(data: np.ndarray, trace: Trace, aperture_rows: float) -> np.ndarray:
