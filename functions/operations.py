@@ -6,16 +6,17 @@ the consistency check, the dead letters, and sending them again after a fix.
     python -m functions.operations redrive (ID ... | --all) [--dry-run]
 
 The deployment comes from the environment, as the functions' does (Settings.from_env:
-RAW_BUCKET, PRODUCTS_BUCKET, INDEX_TABLE, WORK_QUEUE_URL, INGEST_QUEUE_URL, and
-AWS_ENDPOINT_URL for anything but AWS), or with `--stack NAME` from a deployed
-stack's outputs. `python -m infra.local check|dead-letters|redrive` runs this against
-the running local stack.
+RAW_BUCKET, PRODUCTS_BUCKET, INDEX_TABLE, WORK_QUEUE_URL, INGEST_QUEUE_URL,
+BACKGROUND_QUEUE_URL where there is one, and AWS_ENDPOINT_URL for anything but AWS),
+or with `--stack NAME` from a deployed stack's outputs. `python -m infra.local
+check|dead-letters|redrive` runs this against the running local stack.
 
 Dead letters are found in two places: the index, where the dead-letter functions keep
 each message they handle (functions/deadletters.py), and the dead-letter queues
 themselves, read without deleting, for messages no function has handled (the DLQ
 function disabled or failing). A redrive sends the original message back to the queue
-it came from, takes it out of the dead-letter queue if it is still there, and reopens
+it came from (a reduction task: the work queue, even from the background queue's
+dead-letter queue), takes it out of the dead-letter queue if it is still there, and reopens
 its files (`retrying`, with a note that the operator redrove them) so that they end
 final again once the work is done.
 """
@@ -28,7 +29,7 @@ import posixpath
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from functions import deadletters
 from golive_data.index import DEAD_LETTER_DEAD, DEAD_LETTER_REDRIVEN, file_id_for, utcnow
@@ -64,6 +65,8 @@ class DeadLetter:
     state: str = DEAD_LETTER_DEAD
     redriven_at: Optional[str] = None
     receipt: Optional[str] = field(default=None, repr=False)
+    #: the dead-letter queue the receipt is of (the reduction's letters have two)
+    receipt_queue: Optional[str] = field(default=None, repr=False)
 
     @classmethod
     def from_entry(cls, entry: Dict[str, Any]) -> "DeadLetter":
@@ -88,6 +91,7 @@ class DeadLetter:
     def as_dict(self) -> Dict[str, Any]:
         out = asdict(self)
         out.pop("receipt")
+        out.pop("receipt_queue")
         out["what"] = self.what()
         return out
 
@@ -138,6 +142,18 @@ def source_queue_url(settings: Settings, queue: str) -> str:
         raise RuntimeError(f"the {queue} queue's URL is not set "
                            f"({'INGEST_QUEUE_URL' if queue == deadletters.INGEST else 'WORK_QUEUE_URL'})")
     return url
+
+
+def _read_queues(settings: Settings) -> List[Tuple[str, str, Optional[str]]]:
+    """The queues whose dead-letter queues are read: (the name the listing gives it, the
+    role its letters are kept and redriven under, its URL, or None for its role's). The
+    background queue's dead letters are the reduction's: the reduction's dead-letter
+    function handles them (and keeps them as `reduce`), and any task runs from either
+    queue, so they are redriven to the work queue. Without one, there is none to read."""
+    read: List[Tuple[str, str, Optional[str]]] = [(queue, queue, None) for queue in deadletters.QUEUES]
+    if settings.background_queue_url:
+        read.append(("background", deadletters.REDUCE, settings.background_queue_url))
+    return read
 
 
 def dead_letter_queue_url(sqs, queue_url: str) -> str:
@@ -229,20 +245,21 @@ def _gather(services: Services, visibility: int, include_redriven: bool = False)
     letters = {e["id"]: DeadLetter.from_entry(e) for e in services.index.dead_letters(include_redriven)}
     queues: Dict[str, Dict[str, Any]] = {}
     received: Dict[str, List[Dict[str, Any]]] = {}
-    for queue in deadletters.QUEUES:
+    for name, queue, source in _read_queues(services.settings):
         try:
-            url = dead_letter_queue_url(services.sqs, source_queue_url(services.settings, queue))
+            url = dead_letter_queue_url(services.sqs, source or source_queue_url(services.settings, queue))
         except RuntimeError as exc:
-            queues[queue] = {"error": f"not looked at: {exc}"}
+            queues[name] = {"error": f"not looked at: {exc}"}
             continue
-        queues[queue] = {"url": url, **_queue_counts(services.sqs, url)}
-        received[url] = _receive_all(services.sqs, url, visibility) if queues[queue]["waiting"] else []
+        queues[name] = {"url": url, **_queue_counts(services.sqs, url)}
+        received[url] = _receive_all(services.sqs, url, visibility) if queues[name]["waiting"] else []
         for message in received[url]:
             lid = deadletters.letter_id(queue, message["Body"])
             if lid in letters:
                 letters[lid].in_queue, letters[lid].receipt = True, message["ReceiptHandle"]
             else:
                 letters[lid] = _from_message(services, queue, message)
+            letters[lid].receipt_queue = url
     return letters, queues, received
 
 
@@ -291,7 +308,7 @@ def redrive(services: Services, ids: Optional[Sequence[str]] = None, dry_run: bo
     taken out of its dead-letter queue; a failure part-way leaves the letter to redrive
     again (the work is idempotent)."""
     wanted = set(ids) if ids is not None else None
-    letters, queues, received = _gather(services, TAKE_VISIBILITY)
+    letters, _, received = _gather(services, TAKE_VISIBILITY)
     chosen = sorted((d for d in letters.values() if d.selected_by(wanted)), key=lambda d: (d.at or "", d.id))
     keep = {d.receipt for d in chosen if d.receipt} if not dry_run else set()
     for url, messages in received.items():   # what is not redriven now goes back at once
@@ -313,7 +330,7 @@ def redrive(services: Services, ids: Optional[Sequence[str]] = None, dry_run: bo
                                                                letter.deliveries, letter.at))
         letter.redrives = services.index.mark_redriven(letter.id)
         if letter.receipt:
-            services.sqs.delete_message(QueueUrl=queues[letter.queue]["url"], ReceiptHandle=letter.receipt)
+            services.sqs.delete_message(QueueUrl=letter.receipt_queue, ReceiptHandle=letter.receipt)
         done.append(Redriven(letter, url, body, sent=True))
     return done
 
@@ -335,6 +352,7 @@ def _reopen(services: Services, file_id: str, note: str) -> None:
 #: The stack's outputs (infra/sam.py) and the environment variables they stand for.
 STACK_OUTPUTS = {"RawBucketName": "RAW_BUCKET", "ProductsBucketName": "PRODUCTS_BUCKET",
                  "IndexTableName": "INDEX_TABLE", "ReduceQueueUrl": "WORK_QUEUE_URL",
+                 "BackgroundQueueUrl": "BACKGROUND_QUEUE_URL",
                  "IngestQueueUrl": "INGEST_QUEUE_URL", "UserPoolId": "USER_POOL_ID",
                  "UserPoolClientId": "USER_POOL_CLIENT_ID"}
 

@@ -44,9 +44,17 @@ def parse_task(body: Any) -> Optional[Dict[str, Any]]:
     return task if isinstance(task, dict) else None
 
 
-def send_task(services: Services, task: Dict[str, Any], delay: int = 0) -> None:
-    """Work for the reduction function, on its queue (SQS allows up to 900 s of delay)."""
-    services.sqs.send_message(QueueUrl=services.settings.work_queue_url, MessageBody=json.dumps({TASK_KEY: task}),
+def send_task(services: Services, task: Dict[str, Any], delay: int = 0, background: bool = False) -> None:
+    """Work for the reduction function, on its queue (SQS allows up to 900 s of delay).
+
+    `background`: slow work no new frame should wait behind (cleaning a whole 2-D frame
+    of cosmic rays, a night's zip archive) goes to the function's second queue, which its
+    workers take only when the work queue is empty and which can never hold more than a
+    few of them (infra/local/runner.py, infra/sam.py). A deployment without one
+    (BACKGROUND_QUEUE_URL unset) gets it on the work queue: any task runs from either."""
+    settings = services.settings
+    url = (settings.background_queue_url or settings.work_queue_url) if background else settings.work_queue_url
+    services.sqs.send_message(QueueUrl=url, MessageBody=json.dumps({TASK_KEY: task}),
                               DelaySeconds=max(0, min(int(delay), 900)))
 
 

@@ -21,6 +21,9 @@ class Settings:
     url_expiry_seconds: int = 900
     max_receive_count: int = 3
     work_queue_url: Optional[str] = None
+    #: the reduction function's low-priority queue (BACKGROUND_QUEUE_URL), for slow work no
+    #: new frame should wait behind; unset (older deployments): that work goes to the work queue
+    background_queue_url: Optional[str] = None
     #: the ingest function's queue: where the consistency check sends a raw object to be
     #: indexed again, and where dead letters of the ingest are redriven
     ingest_queue_url: Optional[str] = None
@@ -63,6 +66,7 @@ class Settings:
             url_expiry_seconds=int(environ.get("URL_EXPIRY_SECONDS", "900")),
             max_receive_count=int(environ.get("MAX_RECEIVE_COUNT", "3")),
             work_queue_url=environ.get("WORK_QUEUE_URL") or None,
+            background_queue_url=environ.get("BACKGROUND_QUEUE_URL") or None,
             ingest_queue_url=environ.get("INGEST_QUEUE_URL") or None,
             calibration_window_days=int(environ.get("CALIBRATION_WINDOW_DAYS", "7")),
             reduction_overrides=environ.get("REDUCTION_SETTINGS", "{}"),

@@ -62,17 +62,20 @@ def _scheduled_function(fn: Dict[str, Any], policies, env) -> Dict[str, Any]:
 
 def build_template(d: Dict[str, Any]) -> Dict[str, Any]:
     ingest_fn, reduce_fn, check_fn = d["ingest_function"], d["reduce_function"], d["consistency_function"]
+    background = d["background_queue"]
     names = stackdef.environment(d)
     env = {
         "RAW_BUCKET": {"Ref": "RawBucket"}, "RAW_PREFIX": names["RAW_PREFIX"],
         "PRODUCTS_BUCKET": {"Ref": "ProductsBucket"}, "INDEX_TABLE": {"Ref": "IndexTable"},
         "MAX_RECEIVE_COUNT": names["MAX_RECEIVE_COUNT"], "WORK_QUEUE_URL": {"Ref": "ReduceQueue"},
+        "BACKGROUND_QUEUE_URL": {"Ref": "BackgroundQueue"},
     }
     policies = [
         {"S3ReadPolicy": {"BucketName": _bucket_name("raw")}},
         {"S3CrudPolicy": {"BucketName": _bucket_name("products")}},
         {"DynamoDBCrudPolicy": {"TableName": {"Ref": "IndexTable"}}},
         {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["ReduceQueue", "QueueName"]}}},
+        {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["BackgroundQueue", "QueueName"]}}},
     ]
     raw_arn = "arn:${AWS::Partition}:s3:::${AWS::StackName}-raw-${AWS::AccountId}"
     # The consistency check also indexes raw objects again through the ingest queue and
@@ -84,6 +87,15 @@ def build_template(d: Dict[str, Any]) -> Dict[str, Any]:
             {"Effect": "Allow", "Action": ["s3:AbortMultipartUpload"], "Resource": {"Fn::Sub": raw_arn + "/*"}},
         ]},
     ]
+    # The reduction's slow work (whole-frame cosmic-ray cleaning, night archives) on a
+    # second event source, capped at two executions (Lambda's least), so it never holds
+    # up a new frame (the local runner's priority polling stands for it: infra/local/runner.py).
+    reduction = _function(reduce_fn["handler"], reduce_fn["timeout_seconds"], reduce_fn["memory_mb"],
+                          "ReduceQueue", reduce_fn["batch_size"], policies, env)
+    reduction["Properties"]["Events"]["Background"] = {"Type": "SQS", "Properties": {
+        "Queue": {"Fn::GetAtt": ["BackgroundQueue", "Arn"]}, "BatchSize": reduce_fn["batch_size"],
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "ScalingConfig": {"MaximumConcurrency": background["maximum_concurrency"]}}}
     lifecycle = stackdef.raw_bucket_lifecycle(d)["Rules"][0]
     table = stackdef.table_create_kwargs(d)
     table.pop("TableName")
@@ -115,10 +127,11 @@ def build_template(d: Dict[str, Any]) -> Dict[str, Any]:
                                     ingest_fn["batch_size"], policies, env),
         "IngestDeadLetterFunction": _function(ingest_fn["dlq_handler"], 30, 256, "IngestQueueDeadLetterQueue", 10,
                                               policies, env),
-        "ReduceFunction": _function(reduce_fn["handler"], reduce_fn["timeout_seconds"], reduce_fn["memory_mb"],
-                                    "ReduceQueue", reduce_fn["batch_size"], policies, env),
+        "ReduceFunction": reduction,
         "ReduceDeadLetterFunction": _function(reduce_fn["dlq_handler"], 30, 256, "ReduceQueueDeadLetterQueue", 10,
                                               policies, env),
+        "BackgroundDeadLetterFunction": _function(reduce_fn["dlq_handler"], 30, 256,
+                                                  "BackgroundQueueDeadLetterQueue", 10, policies, env),
         # Accounts: operators create users (python -m infra.admin); the page signs in with
         # the public app client; the API verifies the tokens against the pool's keys.
         "UserPool": {"Type": "AWS::Cognito::UserPool", "Properties": {
@@ -131,6 +144,7 @@ def build_template(d: Dict[str, Any]) -> Dict[str, Any]:
     }
     resources.update(_queue_pair("IngestQueue", d["ingest_queue"], ingest_fn["timeout_seconds"]))
     resources.update(_queue_pair("ReduceQueue", d["reduce_queue"], reduce_fn["timeout_seconds"]))
+    resources.update(_queue_pair("BackgroundQueue", background, reduce_fn["timeout_seconds"]))
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Transform": "AWS::Serverless-2016-10-31",
@@ -139,7 +153,7 @@ def build_template(d: Dict[str, Any]) -> Dict[str, Any]:
         "Outputs": {k: {"Value": {"Ref": v}} for k, v in (
             ("RawBucketName", "RawBucket"), ("ProductsBucketName", "ProductsBucket"),
             ("IndexTableName", "IndexTable"), ("ReduceQueueUrl", "ReduceQueue"),
-            ("IngestQueueUrl", "IngestQueue"), ("UserPoolId", "UserPool"),
+            ("BackgroundQueueUrl", "BackgroundQueue"), ("IngestQueueUrl", "IngestQueue"), ("UserPoolId", "UserPool"),
             ("UserPoolClientId", "UserPoolClient"))},
     }
 

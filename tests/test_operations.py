@@ -133,6 +133,30 @@ def test_a_message_left_in_a_dead_letter_queue_is_listed_and_redriven(system, s3
         poller.enable()
 
 
+def test_a_message_left_in_the_background_dead_letter_queue_is_redriven_to_the_work_queue(system, sqs):
+    """The background queue's dead letters are the reduction's: read from its dead-letter
+    queue, kept as `reduce`, and sent back to the work queue (any task runs from either)."""
+    services = warm_services()
+    body = json.dumps({"not a task": uuid.uuid4().hex})   # the reduction drops it once redriven
+    poller = system.poller("background-dlq")
+    poller.disable()
+    try:
+        sqs.send_message(QueueUrl=system.stack.background_dlq_url, MessageBody=body)
+        listing = operations.list_dead_letters(services)
+        [letter] = [d for d in listing.letters if d.body == body]
+        assert letter.in_queue and not letter.recorded and letter.queue == "reduce"
+        assert listing.queues["background"]["url"] == system.stack.background_dlq_url
+        [done] = operations.redrive(services, [letter.id])
+        assert done.sent and done.queue_url == services.settings.work_queue_url
+        attrs = sqs.get_queue_attributes(QueueUrl=system.stack.background_dlq_url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        assert set(attrs.values()) == {"0"}, "the redriven letter is taken out of its dead-letter queue"
+        [kept] = [d for d in operations.list_dead_letters(services, include_redriven=True).letters if d.body == body]
+        assert kept.state == "redriven" and kept.redrives == 1
+    finally:
+        poller.enable()
+
+
 def test_an_abandoned_multipart_upload_is_reported_and_aborted(system, s3):
     services = warm_services()
     config = reduction.config_for(services)

@@ -16,9 +16,11 @@ def test_template_follows_the_definition():
     d = stackdef.load()
     res = build_template(d)["Resources"]
     for name, q, fn in (("IngestQueue", d["ingest_queue"], d["ingest_function"]),
-                        ("ReduceQueue", d["reduce_queue"], d["reduce_function"])):
+                        ("ReduceQueue", d["reduce_queue"], d["reduce_function"]),
+                        ("BackgroundQueue", d["background_queue"], d["reduce_function"])):
         props = res[name]["Properties"]
         assert props["RedrivePolicy"]["maxReceiveCount"] == q["max_receive_count"]
+        assert props["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [name + "DeadLetterQueue", "Arn"]}
         assert props["VisibilityTimeout"] >= 6 * fn["timeout_seconds"]
     table = stackdef.table_create_kwargs(d)
     assert res["IndexTable"]["Properties"]["GlobalSecondaryIndexes"] == table["GlobalSecondaryIndexes"]
@@ -33,8 +35,34 @@ def test_every_handler_named_exists():
             module, name = fn["Properties"]["Handler"].rsplit(".", 1)
             assert callable(getattr(importlib.import_module(module), name))
             events = fn["Properties"]["Events"]
-            if "Queue" in events:
-                assert "ReportBatchItemFailures" in events["Queue"]["Properties"]["FunctionResponseTypes"]
+            for event in events.values():
+                if event["Type"] == "SQS":
+                    assert "ReportBatchItemFailures" in event["Properties"]["FunctionResponseTypes"]
+
+
+def test_background_work_is_a_second_event_source_on_the_reduction_capped_at_two():
+    """The reduction takes its background queue too, but never more than two executions'
+    worth (Lambda's minimum cap), while its own queue scales freely; the background
+    queue's dead letters go to the reduction's dead-letter handler."""
+    d = stackdef.load()
+    res = build_template(d)["Resources"]
+    events = res["ReduceFunction"]["Properties"]["Events"]
+    main, background = events["Queue"]["Properties"], events["Background"]["Properties"]
+    assert main["Queue"] == {"Fn::GetAtt": ["ReduceQueue", "Arn"]} and "ScalingConfig" not in main
+    assert background["Queue"] == {"Fn::GetAtt": ["BackgroundQueue", "Arn"]}
+    assert background["ScalingConfig"] == {"MaximumConcurrency": 2} == {
+        "MaximumConcurrency": d["background_queue"]["maximum_concurrency"]}
+    assert background["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    dlq = res["BackgroundDeadLetterFunction"]["Properties"]
+    assert dlq["Handler"] == d["reduce_function"]["dlq_handler"]
+    assert dlq["Events"]["Queue"]["Properties"]["Queue"] == {"Fn::GetAtt": ["BackgroundQueueDeadLetterQueue", "Arn"]}
+    # every function may send to it and knows where it is, as for the reduce queue
+    for name, fn in res.items():
+        if fn["Type"] == "AWS::Serverless::Function":
+            props = fn["Properties"]
+            assert props["Environment"]["Variables"]["BACKGROUND_QUEUE_URL"] == {"Ref": "BackgroundQueue"}, name
+            assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["BackgroundQueue", "QueueName"]}}} \
+                in props["Policies"], name
 
 
 def test_the_consistency_check_runs_on_a_schedule():
@@ -62,6 +90,7 @@ def test_the_operations_command_finds_a_deployment_from_the_stack_outputs():
     assert set(STACK_OUTPUTS) <= set(outputs)
     env = environment_from_outputs([{"OutputKey": k, "OutputValue": f"value-of-{k}"} for k in outputs], {"X": "1"})
     assert env["INGEST_QUEUE_URL"] == "value-of-IngestQueueUrl" and env["WORK_QUEUE_URL"] == "value-of-ReduceQueueUrl"
+    assert env["BACKGROUND_QUEUE_URL"] == "value-of-BackgroundQueueUrl"
     assert env["X"] == "1"
 
 

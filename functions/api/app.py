@@ -362,8 +362,10 @@ def night_archive(night):
     if not objects:
         raise BadRequestError(f"nothing of {night}" + (f" for {wanted}" if wanted else "") + " to download")
     s = _settings()
-    if not s.work_queue_url:
-        raise ChaliceViewError("the work queue is not configured (WORK_QUEUE_URL)")
+    # a zip is slow work: on the reduction's low-priority queue, so no new frame waits behind it
+    queue_url = s.background_queue_url or s.work_queue_url
+    if not queue_url:
+        raise ChaliceViewError("the work queue is not configured (BACKGROUND_QUEUE_URL or WORK_QUEUE_URL)")
     archive_id = uuid.uuid4().hex[:16]
     entries = [{k: o[k] for k in ("bucket", "key", "name", "size")} for o in objects]
     try:
@@ -371,7 +373,7 @@ def night_archive(night):
                                            caller.principal.username, entries)
     except ValueError as exc:
         raise BadRequestError(str(exc))
-    _client("sqs").send_message(QueueUrl=s.work_queue_url, MessageBody=json.dumps(
+    _client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(
         {REDUCE_TASK_KEY: {"task": "archive", "archive_id": archive_id}}))
     return Response(status_code=202, body={"api_version": API_VERSION, **archives.public(archive)})
 

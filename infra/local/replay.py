@@ -140,7 +140,8 @@ def replay(raw_dir: Path, out_dir: Path, timeout: float = 600.0, workers: int = 
         progress(f"no FITS files in {raw_dir}")
         return 1
     own = system is None
-    system = system or EmbeddedSystem(workers=workers).start()
+    # nobody waits for the newest frame of a past night: every worker may take background work
+    system = system or EmbeddedSystem(workers=workers, background_workers=workers).start()
     try:
         with tempfile.TemporaryDirectory(prefix="goodman-live-replay-") as state:
             progress(f"replaying {len(files)} files from {raw_dir} through {system.url}")

@@ -4,6 +4,24 @@ Long-polls a queue, hands batches to the same handler Lambda calls, with the sam
 event shape, deletes only the messages the handler did not report as failed
 (partial batch responses), and leaves the rest to reappear after the visibility
 timeout until the queue's redrive policy moves them to the dead-letter queue.
+
+A poller may also serve a second, low-priority queue for the same handler (the
+reduction's background queue: cosmic-ray cleaning of whole 2-D frames, night zip
+archives), so that a new frame's spectrum never waits behind slow work. Each worker
+takes from the main queue first (a short poll); only if it has nothing, and fewer than
+`max(1, workers - 1)` workers are on background batches, from the background queue (a
+short poll); and otherwise it long-polls the main queue. So background work is done
+when there is nothing else, and with two workers or more one is always left for the
+main queue, to take what arrives while a slow background batch runs.
+
+In AWS the same is two SQS event sources on the reduction function (infra/sam.py): the
+main queue's scales freely, the background queue's has `ScalingConfig:
+{MaximumConcurrency: 2}` (Lambda's minimum), so background work never holds more than
+two executions, whatever waits. Lambda does not make one mapping wait for the other;
+the cap is what keeps the main queue's work from waiting, as the account has far more
+concurrency than two. Here the workers are a fixed few, so the main queue is looked at
+first instead. (moto answers a short poll from every message; SQS's may miss some,
+which only Lambda's pollers would see.)
 """
 from __future__ import annotations
 
@@ -11,7 +29,8 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, List
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional
 
 log = logging.getLogger("goodman_live.runner")
 Handler = Callable[[Dict[str, Any], Any], Dict[str, Any]]
@@ -43,23 +62,43 @@ def lambda_record(message: Dict[str, Any], queue_arn: str, region: str) -> Dict[
     }
 
 
+@dataclass(frozen=True)
+class _Queue:
+    """A queue a poller takes from: its URL, its ARN (each record's eventSourceARN, by
+    which a handler finds the queue again), its visibility timeout."""
+    url: str
+    arn: str
+    visibility_timeout: int
+
+    @classmethod
+    def of(cls, sqs, url: str) -> "_Queue":
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn", "VisibilityTimeout"])["Attributes"]
+        return cls(url, attrs["QueueArn"], int(attrs["VisibilityTimeout"]))
+
+
 class QueuePoller:
-    """N worker threads polling one queue for one handler."""
+    """N worker threads polling one queue (and, optionally, a low-priority background
+    queue: see the module's docstring) for one handler."""
 
     def __init__(self, sqs, queue_url: str, handler: Handler, name: str, workers: int = 2,
-                 batch_size: int = 5, wait_seconds: int = 1, timeout_seconds: int = 30, region: str = "us-east-1"):
+                 batch_size: int = 5, wait_seconds: int = 1, timeout_seconds: int = 30, region: str = "us-east-1",
+                 background_url: Optional[str] = None, background_workers: Optional[int] = None):
         self.sqs, self.queue_url, self.handler, self.name = sqs, queue_url, handler, name
         self.workers, self.batch_size, self.wait_seconds = workers, batch_size, wait_seconds
         self.timeout_seconds, self.region = timeout_seconds, region
-        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn", "VisibilityTimeout"])["Attributes"]
-        self.queue_arn = attrs["QueueArn"]
-        self.visibility_timeout = int(attrs["VisibilityTimeout"])
+        self.main = _Queue.of(sqs, queue_url)
+        self.background = _Queue.of(sqs, background_url) if background_url else None
+        #: workers that may be on background batches at once: by default one is always left for
+        #: the main queue (live frames); a replay of a past night, where nobody waits for the
+        #: newest frame, lets them all take background work
+        self.background_workers = max(1, workers - 1) if background_workers is None else max(1, background_workers)
         self._stop = threading.Event()
         self._enabled = threading.Event()
         self._enabled.set()
         self._threads: List[threading.Thread] = []
         self._busy = 0
         self._polling = 0
+        self._on_background = 0
         self._lock = threading.Lock()
 
     def start(self) -> "QueuePoller":
@@ -104,18 +143,39 @@ class QueuePoller:
                     self._polling -= 1
 
     def poll_once(self) -> int:
-        resp = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size,
-                                        WaitTimeSeconds=self.wait_seconds, AttributeNames=["All"])
+        """One receive and the batch it brings, if any: how many messages it handled."""
+        if self.background is None:
+            return self._take(self.main, self.wait_seconds)
+        handled = self._take(self.main, 0)
+        if handled:
+            return handled
+        with self._lock:   # a slot on the background queue, held while receiving and handling
+            slot = self._on_background < self.background_workers
+            if slot:
+                self._on_background += 1
+        if slot:
+            try:
+                handled = self._take(self.background, 0)
+            finally:
+                with self._lock:
+                    self._on_background -= 1
+            if handled:
+                return handled
+        return self._take(self.main, self.wait_seconds)
+
+    def _take(self, queue: _Queue, wait_seconds: int) -> int:
+        resp = self.sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=self.batch_size,
+                                        WaitTimeSeconds=wait_seconds, AttributeNames=["All"])
         messages = resp.get("Messages", [])
         if not messages:
             return 0
         with self._lock:
             self._busy += 1
         beating = threading.Event()
-        heartbeat = threading.Thread(target=self._keep_invisible, args=(messages, beating), daemon=True)
+        heartbeat = threading.Thread(target=self._keep_invisible, args=(queue, messages, beating), daemon=True)
         heartbeat.start()
         try:
-            event = {"Records": [lambda_record(m, self.queue_arn, self.region) for m in messages]}
+            event = {"Records": [lambda_record(m, queue.arn, self.region) for m in messages]}
             try:
                 result = self.handler(event, LambdaContext(self.name, self.timeout_seconds)) or {}
                 failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
@@ -124,7 +184,7 @@ class QueuePoller:
                 failed = {m["MessageId"] for m in messages}
             done = [m for m in messages if m["MessageId"] not in failed]
             if done:
-                self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+                self.sqs.delete_message_batch(QueueUrl=queue.url, Entries=[
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
             return len(messages)
         finally:
@@ -133,25 +193,29 @@ class QueuePoller:
             with self._lock:
                 self._busy -= 1
 
-    def _keep_invisible(self, messages, stop: threading.Event) -> None:
+    def _keep_invisible(self, queue: _Queue, messages, stop: threading.Event) -> None:
         """Lambda gives a batch its whole timeout before SQS shows it again (the queue's
         visibility timeout is set above the function's). Locally the visibility timeout
         is kept short so failures are retried within seconds; instead, a batch still
-        being handled has its visibility extended, up to the function's timeout."""
+        being handled has its visibility extended, on its own queue, up to the function's
+        timeout."""
         deadline = time.monotonic() + self.timeout_seconds
-        while not stop.wait(max(0.5, self.visibility_timeout / 2)) and time.monotonic() < deadline:
+        while not stop.wait(max(0.5, queue.visibility_timeout / 2)) and time.monotonic() < deadline:
             try:
-                self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self.visibility_timeout}
+                self.sqs.change_message_visibility_batch(QueueUrl=queue.url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": queue.visibility_timeout}
                     for i, m in enumerate(messages)])
             except Exception:
                 log.warning("%s: could not extend the visibility of a batch", self.name, exc_info=True)
 
     def idle(self) -> bool:
-        """No message waiting, delayed, in flight, or being handled."""
-        attrs = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=[
-            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+        """No message waiting, delayed, in flight, or being handled, on either queue."""
+        counts = []
+        for queue in [self.main] + ([self.background] if self.background else []):
+            attrs = self.sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+            counts += [v for k, v in attrs.items() if k.startswith("Approximate")]
         with self._lock:
             busy = self._busy
-        return busy == 0 and all(v == "0" for k, v in attrs.items() if k.startswith("Approximate"))
+        return busy == 0 and all(v == "0" for v in counts)

@@ -118,6 +118,8 @@ class LocalStack:
     dlq_url: Optional[str] = None
     reduce_queue_url: Optional[str] = None
     reduce_dlq_url: Optional[str] = None
+    background_queue_url: Optional[str] = None
+    background_dlq_url: Optional[str] = None
     user_pool_id: Optional[str] = None
     user_pool_client_id: Optional[str] = None
     retry_backoff: int = 5
@@ -148,7 +150,8 @@ class LocalStack:
         env = dict(LOCAL_CREDENTIALS)
         env.update(stackdef.environment(self.definition))
         env.update(AWS_ENDPOINT_URL=self.endpoint_url, AWS_DEFAULT_REGION=self.region, AWS_REGION=self.region,
-                   WORK_QUEUE_URL=self.reduce_queue_url, INGEST_QUEUE_URL=self.queue_url,
+                   WORK_QUEUE_URL=self.reduce_queue_url, BACKGROUND_QUEUE_URL=self.background_queue_url,
+                   INGEST_QUEUE_URL=self.queue_url,
                    USER_POOL_ID=self.user_pool_id, USER_POOL_CLIENT_ID=self.user_pool_client_id)
         # Retries and the second look after a write come within seconds here (AWS: 30 s
         # doubling, and 10 s), so tests see a whole retry history in under a minute.
@@ -175,6 +178,7 @@ class LocalStack:
                                               LifecycleConfiguration=stackdef.raw_bucket_lifecycle(d))
         self.queue_url, self.dlq_url = self._queue_pair(sqs, d["ingest_queue"])
         self.reduce_queue_url, self.reduce_dlq_url = self._queue_pair(sqs, d["reduce_queue"])
+        self.background_queue_url, self.background_dlq_url = self._queue_pair(sqs, d["background_queue"])
         queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         s3.put_bucket_notification_configuration(Bucket=d["raw_bucket"]["name"], NotificationConfiguration={
             "QueueConfigurations": [{

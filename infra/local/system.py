@@ -26,9 +26,18 @@ class EmbeddedSystem:
     sweeper: Optional[Sweeper] = None
 
     def __init__(self, workers: int = 2, http_port: int = 0, static_dir: Optional[Path] = None,
-                 visibility_timeout: int = 5):
+                 visibility_timeout: int = 5, reduction_process: bool = False,
+                 background_workers: Optional[int] = None):
         self.stack = LocalStack(visibility_timeout=visibility_timeout)
         self.workers = workers
+        #: the reduction's workers in a process of their own (infra/local/worker.py), as
+        #: Lambda runs the function apart from the API and the ingest: no lock shared with
+        #: them, and its memory measured alone (`reduction_peak_rss_mb`); the benchmarks
+        #: use it, the tests keep the workers as threads they can reach
+        self.reduction_process = reduction_process
+        self.reducer: Optional[subprocess.Popen] = None
+        #: reduction workers that may take background work at once (runner.QueuePoller)
+        self.background_workers = background_workers
         self.http_port = http_port
         self.static_dir = static_dir
         self.pollers: List[QueuePoller] = []
@@ -49,17 +58,31 @@ class EmbeddedSystem:
         ingest_fn, reduce_fn = d["ingest_function"], d["reduce_function"]
         # Like two Lambda functions: a light one that lists files as they land, and the
         # heavy reduction on its own queue, so a busy reduction never delays a listing.
+        # The reduction also takes its background queue's slow work, when its own queue
+        # has none (infra/local/runner.py); both dead-letter queues are the reduction's.
         self.pollers = [
             QueuePoller(sqs, self.stack.queue_url, ingest.handler, "ingest", workers=2,
                         batch_size=ingest_fn["batch_size"], timeout_seconds=ingest_fn["timeout_seconds"],
                         region=region).start(),
             QueuePoller(sqs, self.stack.dlq_url, ingest.dlq_handler, "ingest-dlq", workers=1, region=region).start(),
-            QueuePoller(sqs, self.stack.reduce_queue_url, reduction.handler, "reduce", workers=self.workers,
-                        batch_size=reduce_fn["batch_size"], timeout_seconds=reduce_fn["timeout_seconds"],
-                        region=region).start(),
+            *([] if self.reduction_process else [
+                QueuePoller(sqs, self.stack.reduce_queue_url, reduction.handler, "reduce", workers=self.workers,
+                            batch_size=reduce_fn["batch_size"], timeout_seconds=reduce_fn["timeout_seconds"],
+                            region=region, background_url=self.stack.background_queue_url,
+                            background_workers=self.background_workers).start()]),
             QueuePoller(sqs, self.stack.reduce_dlq_url, reduction.dlq_handler, "reduce-dlq", workers=1,
                         region=region).start(),
+            QueuePoller(sqs, self.stack.background_dlq_url, reduction.dlq_handler, "background-dlq", workers=1,
+                        region=region).start(),
         ]
+        if self.reduction_process:
+            env = {**os.environ, **self.stack.environment()}
+            env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+            command = [sys.executable, "-m", "infra.local.worker", "reduce", "--workers", str(self.workers)]
+            if self.background_workers is not None:
+                command += ["--background-workers", str(self.background_workers)]
+            self.reducer = subprocess.Popen(command, cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL)
         if self.static_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="goodman-live-site-")
             self.static_dir = Path(self._tmp.name)
@@ -73,6 +96,12 @@ class EmbeddedSystem:
             self.sweeper.stop()
         for p in self.pollers:
             p.stop()
+        if self.reducer:
+            self.reducer.terminate()
+            try:
+                self.reducer.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.reducer.kill()
         if self.server:
             self.server.stop()
         self.stack.stop()
@@ -98,7 +127,33 @@ class EmbeddedSystem:
         return self.stack.definition["raw_bucket"]["prefix"]
 
     def idle(self) -> bool:
+        """No work waiting or under way. A batch being handled is invisible on its queue
+        until it is deleted, so the reduction process's queues tell its state too."""
+        if self.reducer and not self._queues_empty(self.stack.reduce_queue_url, self.stack.background_queue_url):
+            return False
         return all(p.idle() for p in self.pollers)
+
+    def _queues_empty(self, *urls: str) -> bool:
+        sqs = self.stack.client("sqs")
+        for url in urls:
+            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+            if any(v != "0" for v in attrs.values()):
+                return False
+        return True
+
+    def reduction_peak_rss_mb(self) -> Optional[float]:
+        """Peak resident memory of the reduction process so far (Linux), or None."""
+        if not self.reducer:
+            return None
+        try:
+            for line in Path(f"/proc/{self.reducer.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+        except OSError:
+            return None
+        return None
 
     def wait_idle(self, timeout: float = 60.0, looks: int = 3) -> None:
         """Until every poller is idle `looks` times in a row (work hands on work: one idle
