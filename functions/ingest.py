@@ -15,7 +15,7 @@ import posixpath
 import re
 from typing import Any, Dict, Optional, Tuple
 
-from golive_data.index import UNSORTED, file_id_for
+from golive_data.index import UNSORTED, file_id_for, utcnow
 from golive_data.item import (
     FINAL_STATUSES, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCING, STATUS_RETRYING, STATUS_UNSUPPORTED,
 )
@@ -112,6 +112,7 @@ def read_head(s3, bucket: str, key: str) -> Tuple[bytes, int, Optional[str]]:
 def ingest_object(event: ObjectCreated, services: Services) -> Dict[str, Any]:
     """Index one raw object; idempotent on (bucket, key, ETag)."""
     settings, index = services.settings, services.index
+    received = utcnow()
     fields = _base_fields(event, settings)
     existing = index.get_file(fields["file_id"])
     if existing and existing.get("status") in FINAL_STATUSES and event.etag and existing.get("etag") == event.etag:
@@ -148,6 +149,8 @@ def ingest_object(event: ObjectCreated, services: Services) -> Dict[str, Any]:
         fields.update(status=STATUS_UNSUPPORTED, error=why_not)
     else:
         fields.update(status=STATUS_REDUCING if info["obstype"] in REDUCED_TYPES else STATUS_INDEXED, error=None)
+    fields["timeline"] = {k: v for k, v in (("uploaded_at", event.event_time), ("event_at", received),
+                                            ("indexed_at", utcnow())) if v}
     index.record_file(fields)
     log.info("indexed %s as %s %s", event.key, info["obstype"], info["configuration"])
     _hand_over(fields, services)

@@ -4,7 +4,10 @@ It works through task messages (`{"goodman_live_task": ...}`) on its own queue: 
 ingest function sends `after_index` for every frame it lists; a new master sends
 `master` (flats that waited for a bias) and `reduce` (frames that waited for it); the
 API sends `rereduce` for a version of a file's reduction an observer asked for with
-other settings (golive_data/versions.py).
+other settings (golive_data/versions.py). Work that no observer waits for goes to the
+background queue, which workers take only when this one is empty: `clean`, the whole
+2-D frame's cosmic-ray cleaning that a science frame's spectra do not wait for
+(`reduce_file`), and `archive`.
 Everything here is idempotent: a master version is named by the frames in it and
 built by the one worker whose conditional claim succeeds; a frame is reduced again
 only when a better calibration than the one it used exists.
@@ -17,7 +20,7 @@ import logging
 import time
 import uuid
 from datetime import datetime, timezone
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from astropy.io import fits
@@ -25,8 +28,8 @@ from astropy.io import fits
 from golive_data import versions
 from golive_data.index import MASTER_READY, file_id_for, iter_all_files, utcnow
 from golive_data.item import (
-    FILE_ITEM, FINAL_STATUSES, REDUCTION, SPECTROSCOPY, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCED, STATUS_REDUCING,
-    STATUS_RETRYING, STATUS_UNSUPPORTED,
+    CLEANING_QUEUED, FILE_ITEM, FINAL_STATUSES, REDUCTION, SPECTROSCOPY, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCED,
+    STATUS_REDUCING, STATUS_RETRYING, STATUS_UNSUPPORTED,
 )
 from functions import spectroscopy
 from functions.core import calibrations as cal
@@ -173,7 +176,7 @@ def dead_lettered(body: Any, services: Services, attempt: int = 1) -> None:
 CLAIM_SECONDS = 30
 #: How soon a task that found its file claimed looks again.
 CLAIM_RETRY_SECONDS = 3
-_CLAIMED_TASKS = ("after_index", "reduce", "calibrate", "rereduce")
+_CLAIMED_TASKS = ("after_index", "reduce", "calibrate", "rereduce", "clean")
 
 
 def handle_task(task: Dict[str, Any], services, config: ReductionConfig) -> None:
@@ -209,8 +212,10 @@ def _run_task(task: Dict[str, Any], services, config: ReductionConfig) -> None:
             reduce_file(item, services, config, force=bool(task.get("force")))
     elif task.get("task") == "calibrate":
         item = services.index.get_file(task["file_id"])
-        if item and item.get("status") == STATUS_REDUCED:
-            spectroscopy.calibrate(item, services, config)
+        if item and spectroscopy.spectra_ready(item):
+            spectroscopy.calibrate(item, services, config, looks=int(task.get("looks") or 0))
+    elif task.get("task") == "clean":
+        clean_file(task["file_id"], int(task.get("version") or 0), services, config)
     elif task.get("task") == "rereduce":
         rereduce(task["file_id"], int(task["version"]), services, config)
     elif task.get("task") == "master":
@@ -386,7 +391,9 @@ def trigger_dependents(kind: str, night: str, group: str, services, settle: bool
     """Send the work a new master makes possible: flats that waited for a bias, and
     frames reduced without this kind of calibration or with one from another night.
     Idempotent (reduce_file does nothing when the calibrations are the same), so it is
-    run once now and, with `settle`, once more when the listings have caught up."""
+    run once now and, with `settle`, once more when the listings have caught up. The
+    frames go to the background queue: they have their spectra already, and a night's
+    worth of them must not hold up the frame that arrives next."""
     if settle:
         send_task(services, {"task": "dependents", "kind": kind, "night": night, "group": group},
                   delay=services.settings.gsi_settle_seconds)
@@ -404,12 +411,12 @@ def trigger_dependents(kind: str, night: str, group: str, services, settle: bool
             current = (f.get("calibrations") or {}).get(used)
             if cal.group_of(kind, f) == group:
                 if current is None or current.get("night") != night or group not in current["file_name"]:
-                    send_task(services, {"task": "reduce", "file_id": f["file_id"]})
+                    send_task(services, {"task": "reduce", "file_id": f["file_id"]}, background=True)
             elif kind == cal.FLAT and current is None:
                 # a flat through another slit may serve it (find_flat decides)
                 setup = setup or _group_setup(night, group, services)
                 if setup and compare_setup("FLAT", f, setup)[0]:
-                    send_task(services, {"task": "reduce", "file_id": f["file_id"]})
+                    send_task(services, {"task": "reduce", "file_id": f["file_id"]}, background=True)
 
 
 def _group_setup(night: str, group: str, services) -> Optional[Dict[str, Any]]:
@@ -445,70 +452,141 @@ def best_calibrations(item: Dict[str, Any], services, config: ReductionConfig):
     return bias, flat, master_notes, {"master_bias": _calibration_ref(bias), "master_flat": _calibration_ref(flat)}
 
 
-def reduce_file(item: Dict[str, Any], services, config: ReductionConfig, force: bool = False) -> None:
-    """Reduce a frame with the best calibrations there are; nothing to do if it
-    already was reduced with exactly those (a duplicate event, a redundant task),
-    unless `force` (a product found missing). What an earlier reduction wrote and this
-    one does not (a target no longer found, the quicklook previews) is deleted once
-    the index lists the new products, unless a version lists it. The item's own
-    settings (`settings`, those of the version it shows) are on top of the deployment's,
-    and its products go to that version's folder (products.item_product_key)."""
-    config = spectroscopy.config_for_item(config, item, services)
-    settings = config.settings
-    bias, flat, master_notes, wanted = best_calibrations(item, services, config)
-    if not force and item.get("status") == STATUS_REDUCED and same_calibrations(item.get("calibrations"), wanted):
-        return
-    version = int(item.get("reduction_version") or 0) + 1
-    earlier = _product_keys(item.get("products"))
-    services.index.update_file(item["file_id"], {"status": STATUS_REDUCING})
-    data, header = read_raw_fits(services.s3, item["raw_bucket"], item["raw_key"])
-    calibs = Calibrations(
+def _calibrations_for(bias, flat, services) -> Calibrations:
+    return Calibrations(
         master_bias=load_master(bias, services) if bias else None,
         master_bias_name=bias["file_name"] if bias else None,
         master_flat=load_master(flat, services) if flat else None,
         master_flat_name=flat["file_name"] if flat else None,
         slit_section=flat.get("slit_section") if flat else None,
     )
+
+
+def _stamped(item: Dict[str, Any], **times: str) -> Dict[str, Any]:
+    """The item's timeline with these steps' times (the ingest's steps kept)."""
+    return {**(item.get("timeline") or {}), **times}
+
+
+def _defers_cleaning(item: Dict[str, Any], settings, defer_clean: bool) -> bool:
+    return defer_clean and item.get("obstype") == "OBJECT" and settings.cosmic_ray_rejection != "none"
+
+
+def reduce_file(item: Dict[str, Any], services, config: ReductionConfig, force: bool = False,
+                defer_clean: bool = True) -> None:
+    """Reduce a frame with the best calibrations there are; nothing to do if it
+    already was reduced with exactly those (a duplicate event, a redundant task),
+    unless `force` (a product found missing). What an earlier reduction wrote and this
+    one does not (a target no longer found, the quicklook previews) is deleted once
+    the index lists the new products, unless a version lists it. The item's own
+    settings (`settings`, those of the version it shows) are on top of the deployment's,
+    and its products go to that version's folder (products.item_product_key).
+
+    A science frame walks one pipeline: reduced without its cosmic-ray cleaning, its
+    spectra extracted with cosmic rays rejected in their own rows, calibrated, listed:
+    the observer has the final spectrum about a second after the frame arrived. With
+    `defer_clean` the whole frame's cleaning (2 s of CPU, for the 2-D `cfzst_` product)
+    is then queued behind new frames (`clean_file`, on the background queue) and the
+    item stays `reducing` with `cleaning: queued`; without it (a requested version,
+    which is adopted only once complete) it is done here."""
+    config = spectroscopy.config_for_item(config, item, services)
+    settings = config.settings
+    bias, flat, master_notes, wanted = best_calibrations(item, services, config)
+    done_before = item.get("status") == STATUS_REDUCED or item.get("cleaning") == CLEANING_QUEUED
+    if not force and done_before and same_calibrations(item.get("calibrations"), wanted):
+        if item.get("cleaning") == CLEANING_QUEUED:  # (its task may be lost: a duplicate is skipped)
+            send_task(services, _clean_task(item), background=True)
+        return
+    started = utcnow()
+    version = int(item.get("reduction_version") or 0) + 1
+    earlier = _product_keys(item.get("products"))
+    services.index.update_file(item["file_id"], {"status": STATUS_REDUCING})
+    data, header = read_raw_fits(services.s3, item["raw_bucket"], item["raw_key"])
+    calibs = _calibrations_for(bias, flat, services)
+    defer = _defers_cleaning(item, settings, defer_clean)
     products = [p for p in item.get("products", []) if p["kind"] == "header"]
     try:
-        if item["obstype"] == "OBJECT" and settings.cosmic_ray_rejection != "none":
-            _quicklook(item, data, header, calibs, config, products, services)
-            earlier |= _product_keys(products)
-        frame, report = reduce_frame(data, header, item["obstype"], item["camera"], _binning(item), calibs, settings)
+        frame, report = reduce_frame(data, header, item["obstype"], item["camera"], _binning(item), calibs, settings,
+                                     defer_cosmic=defer)
     except UnsupportedFrame as exc:
-        services.index.update_file(item["file_id"], {"status": STATUS_UNSUPPORTED, "error": str(exc)})
+        services.index.update_file(item["file_id"], {"status": STATUS_UNSUPPORTED, "error": str(exc),
+                                                     "cleaning": None})
         remove_unlisted(item["file_id"], earlier, services)
         return
     _stamp(frame.header)
     reduced_name = report["prefix"] + item["file_name"]
-    if not any(p["kind"] == "preview_raw" for p in products):
-        products.append(_raw_preview(item, data, services))
-    products = [p for p in products if p["kind"] not in QUICKLOOK_KINDS]
-    products.append(put_file_product(services, item, reduced_name, "reduced", _fits_bytes(frame), "application/fits"))
-    products.append(_reduced_preview(item, frame, report, services))
+    products.append(_raw_preview(item, data, services))
+    if defer:
+        products.append(_quicklook_preview(item, frame, report, services))
+    else:
+        products.append(put_file_product(services, item, reduced_name, "reduced", _fits_bytes(frame),
+                                         "application/fits"))
+        products.append(_reduced_preview(item, frame, report, services))
+    timeline = _stamped(item, started_at=started, reduced_at=utcnow())
     waiting = [k for k, v in wanted.items() if v is None]
     fields = {
-        "status": STATUS_REDUCED, "error": None, "products": products, "calibrations": wanted,
-        "reduced_file_name": reduced_name, "reduction": _jsonable(report), "waiting_for": waiting,
-        "master_notes": master_notes, "reduction_version": version,
+        "status": STATUS_REDUCING if defer else STATUS_REDUCED, "error": None, "products": products,
+        "calibrations": wanted, "reduced_file_name": reduced_name, "reduction": _jsonable(report),
+        "waiting_for": waiting, "master_notes": master_notes, "reduction_version": version,
+        "cleaning": CLEANING_QUEUED if defer else None, "timeline": timeline,
     }
     extracted = None
     if report["obstype"] == "OBJECT":
         spectra_fields, spectra_products, extracted = spectroscopy.extract(item, frame, report["prefix"], services,
-                                                                           settings)
-        fields.update(spectra_fields, products=products + spectra_products)
+                                                                           settings, clean_windows=defer, report=report)
+        fields.update(spectra_fields, products=products + spectra_products, reduction=_jsonable(report))
+        timeline["extracted_at"] = utcnow()
     elif report["obstype"] == "COMP":
         lamp_fields, lamp_products = spectroscopy.solve_lamp(item, frame, report["prefix"], services, settings)
         fields.update(lamp_fields, products=products + lamp_products)
     fields["products"] = stamp_version(fields["products"], version)
     services.index.update_file(item["file_id"], fields)
-    log.info("reduced %s -> %s (bias %s, flat %s)", item["file_name"], reduced_name,
-             calibs.master_bias_name, calibs.master_flat_name)
+    log.info("reduced %s -> %s (bias %s, flat %s%s)", item["file_name"], reduced_name,
+             calibs.master_bias_name, calibs.master_flat_name, "; cleaning of the 2-D frame queued" if defer else "")
     if report["obstype"] == "OBJECT":
         spectroscopy.calibrate({**item, **fields}, services, config, extracted)
     elif report["obstype"] == "COMP":
         spectroscopy.lamp_reduced({**item, **fields}, services, config)
+    if defer:
+        send_task(services, _clean_task({**item, **fields}), background=True)
     remove_unlisted(item["file_id"], earlier, services)
+
+
+def _clean_task(item: Dict[str, Any]) -> Dict[str, Any]:
+    return {"task": "clean", "file_id": item["file_id"], "version": int(item.get("reduction_version") or 0)}
+
+
+def clean_file(file_id: str, version: int, services, config: ReductionConfig) -> None:
+    """The deferred half of a science frame's reduction: the whole frame cleaned of
+    cosmic rays, the 2-D `cfzst_` product and its preview in place of the quicklook,
+    and the item `reduced`. Skipped when a newer reduction has overtaken this one (it
+    queued a cleaning of its own); a better master found meanwhile reduces the frame
+    again instead (which queues its own)."""
+    item = services.index.get_file(file_id)
+    if (not item or item.get("cleaning") != CLEANING_QUEUED or item.get("status") in FINAL_STATUSES
+            or int(item.get("reduction_version") or 0) != int(version)):
+        log.info("cleaning of %s version %s: overtaken, nothing to do", file_id, version)
+        return
+    config = spectroscopy.config_for_item(config, item, services)
+    bias, flat, _, wanted = best_calibrations(item, services, config)
+    if not same_calibrations(item.get("calibrations"), wanted):
+        reduce_file(item, services, config)
+        return
+    data, header = read_raw_fits(services.s3, item["raw_bucket"], item["raw_key"])
+    frame, report = reduce_frame(data, header, item["obstype"], item["camera"], _binning(item),
+                                 _calibrations_for(bias, flat, services), config.settings)
+    _stamp(frame.header)
+    stale = [p for p in item.get("products", []) if p["kind"] in QUICKLOOK_KINDS]
+    products = [p for p in item.get("products", []) if p["kind"] not in QUICKLOOK_KINDS]
+    products += stamp_version([
+        put_file_product(services, item, report["prefix"] + item["file_name"], "reduced", _fits_bytes(frame),
+                         "application/fits"),
+        _reduced_preview(item, frame, report, services)], version)
+    services.index.update_file(file_id, {
+        "status": STATUS_REDUCED, "error": None, "products": products, "cleaning": None,
+        "reduction": _jsonable({**report, "cosmic_windows": (item.get("reduction") or {}).get("cosmic_windows")}),
+        "timeline": _stamped(item, cleaned_at=utcnow())})
+    remove_unlisted(file_id, _product_keys(stale), services)
+    log.info("cleaned %s of cosmic rays: %s pixels", item["file_name"], report.get("cosmic_pixels"))
 
 
 # ---- versions: a re-reduction with settings (golive_data/versions.py) ---------------
@@ -544,7 +622,8 @@ def rereduce(file_id: str, n: int, services, config: ReductionConfig) -> None:
     _record_shown_version(item, services)
     services.index.update_file(file_id, {"settings_version": n, "settings": overrides})
     try:
-        reduce_file({**item, "settings_version": n, "settings": overrides}, services, config, force=True)
+        reduce_file({**item, "settings_version": n, "settings": overrides}, services, config, force=True,
+                    defer_clean=False)
     except Exception as exc:
         _not_adopted(item, n, f"{type(exc).__name__}: {exc}", services)
         raise
@@ -622,20 +701,12 @@ def _raw_preview(item, data, services) -> Dict[str, Any]:
     return put_file_product(services, item, name, "preview_raw", png_preview(data), "image/png")
 
 
-def _quicklook(item, data, header, calibs, config, products, services) -> None:
-    """Cosmic-ray cleaning is most of a science frame's reduction time (about 2 s of
-    CPU for a 2x2 frame). Observers first get the frame reduced without it, as a
-    preview, within a fraction of a second; the clean product follows."""
-    quick, report = reduce_frame(data, header, item["obstype"], item["camera"], _binning(item), calibs,
-                                 replace(config.settings, cosmic_ray_rejection="none"))
-    products.append(_raw_preview(item, data, services))
-    products.append(put_file_product(services, item, report["prefix"] + stem_of(item["file_name"]) + "_quicklook.png",
-                                     "quicklook", png_preview(quick.data), "image/png"))
-    services.index.update_file(item["file_id"], {"status": STATUS_REDUCING, "products": list(products)})
-    spectra = spectroscopy.quicklook_spectra(item, quick, services, config)
-    if spectra:
-        products.extend(spectra)
-        services.index.update_file(item["file_id"], {"products": list(products)})
+def _quicklook_preview(item, frame, report, services) -> Dict[str, Any]:
+    """The reduced frame's PNG before its cosmic-ray cleaning, shown until the clean
+    one replaces it (`clean_file`, whose preview lists the saturated pixels)."""
+    report.pop("saturated_pixels", None)
+    return put_file_product(services, item, report["prefix"] + stem_of(item["file_name"]) + "_quicklook.png",
+                            "quicklook", png_preview(frame.data), "image/png")
 
 
 def _jsonable(value):

@@ -17,6 +17,8 @@ class ObjectCreated:
     etag: Optional[str]
     size: Optional[int]
     sequencer: Optional[str] = None
+    #: when the storage says the object was created (the record's eventTime)
+    event_time: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -71,5 +73,6 @@ def parse_body(body: Union[str, dict]) -> List[Union[ObjectCreated, Ignored]]:
             etag=clean_etag(obj.get("eTag") or obj.get("etag")),
             size=int(size) if size is not None else None,
             sequencer=obj.get("sequencer"),
+            event_time=record.get("eventTime"),
         ))
     return out

@@ -1,11 +1,12 @@
 """Spectra as the frames arrive: extracted right after a science frame's 2-D reduction,
 wavelength-calibrated as soon as a comparison lamp of its configuration is reduced.
 
-The two halves are separate on purpose. Extraction needs the cleaned 2-D frame and
-its cosmic-ray mask, which only exist in the worker that reduced it; calibration needs
-only the extracted spectra (small `ecfzst_` products), the traces (in the index) and
-the lamp. So a lamp that arrives after its science frames costs each of them a
-fraction of a second, not a second 2-D reduction with cosmic-ray cleaning.
+The two halves are separate on purpose. Extraction needs the reduced 2-D frame,
+which only exists in the worker that reduced it (cosmic rays are rejected in the rows
+each extraction reads, before the whole frame is cleaned: reduction.reduce_file);
+calibration needs only the extracted spectra (small `ecfzst_` products), the traces (in
+the index) and the lamp. So a lamp that arrives after its science frames costs each of
+them a fraction of a second, not a second 2-D reduction.
 
 Which lamp: a reduced lamp whose setup fits the frame (`calibrations.CRITERIA`: same
 camera, grating, angles and blocking filter; binning, slit, ROI and WAVMODE may
@@ -25,12 +26,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from golive_data.index import iter_all_files
-from golive_data.item import STATUS_FAILED, STATUS_REDUCED, STATUS_UNSUPPORTED
+from golive_data.index import iter_all_files, utcnow
+from golive_data.item import CLEANING_QUEUED, STATUS_FAILED, STATUS_REDUCED, STATUS_UNSUPPORTED
 from functions.core.calibrations import compare_setup, nights_from, rank_calibrations, setup_of
 from functions.core.plot import spectrum_png
 from functions.core.spectra import (calibrate_target, calibrated_fits, central_lamp_spectrum, extract_targets,
-                                    extracted_fits, lamp_spectrum_for, solve_target, trace_from_summary)
+                                    extracted_fits, lamp_spectrum_for, trace_from_summary)
 from functions.products import (product_keys, put_file_product, read_fits, read_fits_hdus, remove_unlisted,
                                 stamp_version, stem_of)
 from functions.services import send_task
@@ -64,13 +65,17 @@ def config_for_item(config, item: Dict[str, Any], services=None):
 
 
 # ---- extraction (in the worker that reduced the frame) ---------------------------
-def extract(item: Dict[str, Any], frame, prefix: str, services, settings) -> Tuple[Dict[str, Any], List[Dict], Extracted]:
-    """`ecfzst_` products of every target on a reduced science frame.
+def extract(item: Dict[str, Any], frame, prefix: str, services, settings, clean_windows: bool = False,
+            report: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Any], List[Dict], Extracted]:
+    """`ecfzst_` products of every target on a reduced science frame (`clean_windows`:
+    not yet cleaned of cosmic rays, which are then rejected in the targets' rows, as
+    the reduction's `report` says).
 
     Returns the index fields (target summaries with their traces, notes), the product
     entries, and the spectra in memory for the calibration that follows at once."""
     try:
-        spectra, notes = extract_targets(frame.data, frame.mask, frame.header, settings)
+        spectra, notes = extract_targets(frame.data, frame.mask, frame.header, settings, clean_windows=clean_windows,
+                                         report=report)
     except ValueError as exc:  # a frame the target finder cannot read (all masked, too small)
         spectra, notes = [], [f"targets not searched: {exc}"]
     products, summaries, extracted = [], [], {}
@@ -83,39 +88,6 @@ def extract(item: Dict[str, Any], frame, prefix: str, services, settings) -> Tup
         extracted[ts.number] = (ts.spectrum.flux, ts.spectrum.variance, frame.header, ts.spectrum.sky)
     fields = {"spectra": summaries, "spectra_notes": notes, "spectra_shape": list(frame.data.shape)}
     return fields, products, extracted
-
-
-def quicklook_spectra(item: Dict[str, Any], quick, services, config) -> List[Dict[str, Any]]:
-    """Plots of each target's calibrated spectrum from the frame before cosmic-ray
-    cleaning: the observer sees the spectrum about 1.7 s after the file closes, seconds
-    before the clean products (a cosmic ray may show as a spike until then). Nothing
-    when there is no lamp yet or anything fails: the clean products say why."""
-    from functions.core.wavelength import WavelengthFailure
-
-    choice = find_lamp(item, services, config)
-    if choice.lamp is None:
-        return []
-    lamp_data, lamp_header = _load_lamp(choice.lamp, services)
-    settings = config.settings
-    try:
-        spectra, _ = extract_targets(quick.data, quick.mask, quick.header, settings)
-    except ValueError:
-        return []
-    products, stem = [], stem_of(item["file_name"])
-    for ts in spectra:
-        lamp_flux, _ = lamp_spectrum_for(lamp_data, lamp_header, quick.header, ts.trace, ts.spectrum.aperture)
-        try:
-            _, _, solution = solve_target(quick.header, ts.spectrum.sky, lamp_flux, lamp_header, settings,
-                                          ts.spectrum.flux.size)
-        except WavelengthFailure:  # the clean products will say why
-            continue
-        good = np.isfinite(ts.spectrum.flux)  # a plot needs no resampling: flux at each column's wavelength
-        title = (f"QUICKLOOK {item.get('object') or stem}  target {ts.number}  ({item['file_name']}, "
-                 f"lamp {choice.lamp['file_name']}; cosmic rays not yet cleaned)")
-        plot = spectrum_png(solution.wavelength(np.flatnonzero(good)), ts.spectrum.flux[good], title)
-        products.append(put_file_product(services, item, f"{stem}_target_{ts.number}_quicklook_spectrum.png",
-                                         QUICKLOOK_SPECTRUM, plot, "image/png"))
-    return products
 
 
 # ---- calibration ------------------------------------------------------------------
@@ -262,12 +234,26 @@ def _calibration_notes(item: Dict[str, Any], lamp_notes: List[str]) -> List[str]
     return list(item.get("master_notes") or []) + list(lamp_notes)
 
 
-def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extracted] = None) -> None:
+def spectra_ready(item: Dict[str, Any]) -> bool:
+    """A science frame's extraction is done: it is reduced, or only its 2-D frame's
+    cosmic-ray cleaning is still queued (its spectra are final)."""
+    return item.get("status") == STATUS_REDUCED or item.get("cleaning") == CLEANING_QUEUED
+
+
+#: A frame that finds its lamp still being reduced looks again this often, this many
+#: times (the lamp's own task also asks for its frames, but may look before this
+#: frame's spectra are listed).
+PENDING_LAMP_LOOK_SECONDS = 3
+PENDING_LAMP_LOOKS = 20
+
+
+def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extracted] = None, looks: int = 0) -> None:
     """Wavelength-calibrate every extracted spectrum of a science frame.
 
     Idempotent: nothing is done when the frame was already calibrated with this very
     lamp (same lamp, same reduction of it), unless fresh spectra are handed in. The
-    item's own settings (config_for_item) apply."""
+    item's own settings (config_for_item) apply. `looks`: how many times it has looked
+    again for a lamp that was still being reduced."""
     config = config_for_item(config, item, services)
     spectra = [dict(s) for s in item.get("spectra") or []]
     if not spectra:
@@ -281,6 +267,9 @@ def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extrac
     kept = [p for p in item.get("products", []) if p.get("kind") not in CALIBRATED_KINDS]
     earlier = product_keys(p for p in item.get("products", []) if p.get("kind") in CALIBRATED_KINDS)
     if choice.lamp is None:
+        if choice.pending and looks < PENDING_LAMP_LOOKS:
+            send_task(services, {"task": "calibrate", "file_id": item["file_id"], "looks": looks + 1},
+                      delay=PENDING_LAMP_LOOK_SECONDS)
         reason = _no_lamp_reason(item, choice)
         for s in spectra:
             s.update(wavelength=None, wavelength_error=reason)
@@ -301,7 +290,8 @@ def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extrac
     new = stamp_version(new, int(item.get("reduction_version") or 1))
     services.index.update_file(item["file_id"], {
         "spectra": spectra, "products": kept + new, "lamp": ref, "waiting_for": _waiting(item, False),
-        "calibration_notes": _calibration_notes(item, lamp_notes), **spectra_status(item, spectra)})
+        "calibration_notes": _calibration_notes(item, lamp_notes), **spectra_status(item, spectra),
+        "timeline": {**(item.get("timeline") or {}), "calibrated_at": utcnow()}})
     remove_unlisted(item["file_id"], earlier, services)
     log.info("calibrated %s with %s: %s", item["file_name"], lamp["file_name"],
              ", ".join(f"#{s['number']} " + (f"rms {s['wavelength']['rms_pixels']:.3f} px" if s.get("wavelength")
@@ -404,7 +394,7 @@ def lamp_reduced(lamp: Dict[str, Any], services, config, settle: bool = True) ->
         nights += nights_from(lamp["night"], config.window_days, step=1)
     for night in nights:
         for f in iter_all_files(services.index, night, "OBJECT"):
-            if f.get("status") != STATUS_REDUCED or not f.get("spectra"):
+            if not spectra_ready(f) or not f.get("spectra"):
                 continue
             if night != lamp["night"] and (f.get("lamp") or {}).get("night") == night:
                 continue  # it has a lamp of its own night

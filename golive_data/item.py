@@ -25,6 +25,8 @@ STATUS_REDUCED = "reduced"
 STATUS_UNSUPPORTED = "unsupported"  # a valid frame the reduction cannot handle; `error` says why
 STATUS_FAILED = "failed"
 STATUSES = (STATUS_RETRYING, STATUS_REDUCING, STATUS_INDEXED, STATUS_REDUCED, STATUS_UNSUPPORTED, STATUS_FAILED)
+#: `cleaning`: the spectra are done, the 2-D frame's cosmic-ray cleaning is queued.
+CLEANING_QUEUED = "queued"
 FINAL_STATUSES = frozenset({STATUS_INDEXED, STATUS_REDUCED, STATUS_UNSUPPORTED, STATUS_FAILED})
 
 #: What a file item's `obstype` (and its by_night_type partition) can be: the frame
@@ -127,6 +129,14 @@ FILE_ITEM: Tuple[Field, ...] = (
                                           "arrive (master_bias, master_flat, lamp)", items="string"),
     _f("master_notes", "array", REDUCTION, "how the masters used differ from the frame", items="string"),
     _f("reduction_version", "integer", REDUCTION, "how many times it has been reduced; stamped on its products"),
+    _f("cleaning", "string", REDUCTION, "'queued' while a science frame's spectra are done and its whole 2-D frame "
+                                        "waits for its cleaning of cosmic rays (a background task); absent otherwise",
+       enum=(CLEANING_QUEUED,)),
+    _f("timeline", "object", INGEST, "UTC times the frame passed each step: uploaded_at (the storage event's "
+                                     "time), event_at, indexed_at (the ingest), started_at, reduced_at, "
+                                     "extracted_at, calibrated_at (its latest reduction), cleaned_at (its 2-D frame "
+                                     "cleaned of cosmic rays): where the seconds between the shutter and the page go "
+                                     "(also written by the reduction)"),
     _f("members", "array", REDUCTION, "a master entry's frames (file names)", items="string"),
     _f("slit_section", "string", REDUCTION, "a master flat's slit-illuminated rows, FITS section"),
     _f("master_bias", "string", REDUCTION, "the master bias a master flat was made with (file name)"),

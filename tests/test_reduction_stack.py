@@ -2,6 +2,7 @@
 built once per version by racing workers, frames reduced with them, frames that came
 before their calibrations reduced again when those arrive."""
 import io
+from datetime import datetime
 from pathlib import Path
 import threading
 import time
@@ -249,32 +250,52 @@ def test_a_lamp_that_arrives_after_its_science_frames_calibrates_them(system, s3
     assert extractions == []
 
 
-def test_a_quicklook_spectrum_comes_before_the_clean_one_and_gives_way_to_it(system, s3, api, sim_night,
-                                                                              reduced_night):
-    """A science frame on a night whose lamp is reduced: its spectrum is plotted from the
-    frame before cosmic-ray cleaning first, then replaced by the clean products."""
+def test_the_calibrated_spectrum_comes_before_the_cleaned_2d_frame(system, s3, api, sim_night, reduced_night):
+    """A science frame on a night whose lamp is reduced: its calibrated spectrum is listed
+    while its whole 2-D frame still waits for its cosmic-ray cleaning (`cleaning: queued`,
+    a quicklook preview); then the cleaned `cfzst_` frame replaces the quicklook, in the
+    index and in storage, and its timeline shows each step in order."""
     night = "2024-03-14"
     source = sim_night / "0023_EG21_400M2_GG455.fits"
     name = "0099_EG21_again.fits"
     key = f"{system.raw_prefix}{night}/{name}"
     s3.put_object(Bucket=system.raw_bucket, Key=key, Body=source.read_bytes())
     file_id = file_id_for(system.raw_bucket, key)
-    deadline, seen = time.monotonic() + 60, set()
+    deadline, early = time.monotonic() + 60, None
     while time.monotonic() < deadline:
         f = api.json(f"/api/files/{file_id}") if api.get(f"/api/files/{file_id}").status_code == 200 else {}
         kinds = {p["kind"] for p in f.get("products", [])}
-        seen |= kinds
-        if "calibrated" in kinds and system.idle():
+        if "calibrated" in kinds and early is None:
+            early = f
+        if f.get("status") == "reduced" and system.idle():
             break
         time.sleep(0.05)
-    assert "calibrated" in kinds, f
-    assert "quicklook_spectrum" in seen               # listed first
-    assert "quicklook_spectrum" not in kinds          # the clean spectrum replaced it
+    assert early is not None, f
+    early_kinds = {p["kind"] for p in early["products"]}
+    assert early["status"] == "reducing" and early["cleaning"] == "queued", early
+    assert "quicklook" in early_kinds and "reduced" not in early_kinds, early_kinds
+    assert early["spectra_status"] == "calibrated"
+    windows = early["reduction"]["cosmic_windows"]
+    assert windows["pixels"] > 0 and windows["rows"] and "LACosmic" in windows["method"], windows
+    assert early["reduction"]["steps_skipped"]["cosmic"].startswith("deferred")
+    kinds = {p["kind"] for p in f["products"]}
+    assert f["status"] == "reduced" and not f.get("cleaning"), f
+    assert {"reduced", "preview_reduced", "calibrated"} <= kinds and "quicklook" not in kinds, kinds
+    assert f["reduction"]["cosmic_pixels"] > 0 and "cosmic" in f["reduction"]["steps_run"]
+    # the spectra were not extracted again: the same products
+    def calibrated(item):
+        return [{k: v for k, v in p.items() if k != "url"} for p in item["products"] if p["kind"] == "calibrated"]
+
+    assert calibrated(f) == calibrated(early)
+    steps = ("uploaded_at", "event_at", "indexed_at", "started_at", "reduced_at", "extracted_at", "calibrated_at",
+             "cleaned_at")
+    times = [datetime.fromisoformat(f["timeline"][k].replace("Z", "+00:00")) for k in steps]
+    assert times == sorted(times), f["timeline"]
     products_bucket = system.stack.definition["products_bucket"]["name"]
     listed = s3.list_objects_v2(Bucket=products_bucket, Prefix=f"{night}/0099_EG21_again/")
     names = [o["Key"].rsplit("/", 1)[1] for o in listed.get("Contents", [])]
-    # and, superseded, it is gone from storage too: every object there is listed
-    assert "0099_EG21_again_target_1_quicklook_spectrum.png" not in names, names
+    # the quicklook, superseded, is gone from storage too: every object there is listed
+    assert not any("quicklook" in n for n in names), names
     assert sorted(names) == sorted(p["key"].rsplit("/", 1)[1] for p in f["products"])
 
 

@@ -157,10 +157,10 @@ def test_a_version_the_reduction_cannot_handle_fails_and_is_not_adopted(system, 
     shown = services.index.get_file(file_id)
     real = reduction.reduce_frame
 
-    def refusing(data, header, obstype, camera, binning, calibrations, settings):
+    def refusing(data, header, obstype, camera, binning, calibrations, settings, **kw):
         if settings.max_targets == 2:
             raise UnsupportedFrame("RED 2x2 regions do not fit these settings (test)")
-        return real(data, header, obstype, camera, binning, calibrations, settings)
+        return real(data, header, obstype, camera, binning, calibrations, settings, **kw)
 
     monkeypatch.setattr(reduction, "reduce_frame", refusing)
     n = versions.request_version(*store, file_id, {"max_targets": 2}, "bob")

@@ -274,6 +274,18 @@
     return el;
   }
 
+  // A science frame whose spectra are final while its whole 2-D frame waits for its
+  // cosmic-ray cleaning (reduction.clean_file, behind newer frames).
+  const CLEANING_TITLE = "the spectra are final (cosmic rays rejected in the rows they are extracted from); " +
+    "the whole 2-D frame is cleaned of cosmic rays next, after newer frames";
+
+  function cleaningBadge(f) {
+    if (f.cleaning !== "queued") return null;
+    const el = text("span", "2-D cleaning queued", "cleaning-badge");
+    el.title = CLEANING_TITLE;
+    return el;
+  }
+
   // What the user asks first about a science frame: are its spectra calibrated, why
   // not, what would fix it, and what differed in the calibrations used.
   function spectraSummary(f) {
@@ -331,6 +343,8 @@
     line.appendChild(text("span", f.status, "status status-" + f.status));
     const badge = spectraBadge(f);
     if (badge) line.appendChild(badge);
+    const cleaning = cleaningBadge(f);
+    if (cleaning) line.appendChild(cleaning);
     if (f.access_note) {   // staff only: a frame of no known proposal
       const unknown = text("span", "proposal unknown", "access-badge");
       unknown.title = f.access_note;
@@ -613,7 +627,10 @@
     const red = product(f, "preview_reduced"), quick = product(f, "quicklook"), other = product(f, "preview");
     if (raw) previews.appendChild(figure(raw, "raw", f));
     if (red) previews.appendChild(interactiveWanted() ? imexamView(f, red) : figure(red, "reduced", f));
-    else if (quick) previews.appendChild(figure(quick, "quicklook: reduced, cosmic rays not yet cleaned", f));
+    else if (quick) {
+      previews.appendChild(figure(quick, "quicklook: reduced, cosmic rays not yet cleaned" +
+        (f.cleaning === "queued" ? " (cleaning queued; the spectra below are cleaned)" : ""), f));
+    }
     else if (other) previews.appendChild(figure(other, "preview", f));
     parts.push(previews);
     if (f.obstype === "COMP" && (f.wavelength || f.wavelength_error)) parts.push(lampCard(f));
