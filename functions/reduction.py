@@ -189,7 +189,8 @@ def handle_task(task: Dict[str, Any], services, config: ReductionConfig) -> None
         if busy_until is not None:
             # another worker has the file: look again soon (the work is idempotent, so
             # this costs nothing if that worker did it all)
-            send_task(services, task, delay=min(_seconds_until(busy_until) + 1, CLAIM_RETRY_SECONDS))
+            send_task(services, task, delay=min(_seconds_until(busy_until) + 1, CLAIM_RETRY_SECONDS),
+                      background=bool(task.get("background")))  # back on the queue it came from
             return
         try:
             with Renewing(lambda: services.index.claim_file(file_id, token, CLAIM_SECONDS), CLAIM_SECONDS / 3,
@@ -411,12 +412,14 @@ def trigger_dependents(kind: str, night: str, group: str, services, settle: bool
             current = (f.get("calibrations") or {}).get(used)
             if cal.group_of(kind, f) == group:
                 if current is None or current.get("night") != night or group not in current["file_name"]:
-                    send_task(services, {"task": "reduce", "file_id": f["file_id"]}, background=True)
+                    send_task(services, {"task": "reduce", "file_id": f["file_id"], "background": True},
+                              background=True)
             elif kind == cal.FLAT and current is None:
                 # a flat through another slit may serve it (find_flat decides)
                 setup = setup or _group_setup(night, group, services)
                 if setup and compare_setup("FLAT", f, setup)[0]:
-                    send_task(services, {"task": "reduce", "file_id": f["file_id"]}, background=True)
+                    send_task(services, {"task": "reduce", "file_id": f["file_id"], "background": True},
+                              background=True)
 
 
 def _group_setup(night: str, group: str, services) -> Optional[Dict[str, Any]]:
@@ -491,7 +494,9 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig, force: 
     config = spectroscopy.config_for_item(config, item, services)
     settings = config.settings
     bias, flat, master_notes, wanted = best_calibrations(item, services, config)
-    done_before = item.get("status") == STATUS_REDUCED or item.get("cleaning") == CLEANING_QUEUED
+    # (a frame retrying after a failure part-way is reduced again whole)
+    done_before = item.get("status") == STATUS_REDUCED or (item.get("status") == STATUS_REDUCING
+                                                           and item.get("cleaning") == CLEANING_QUEUED)
     if not force and done_before and same_calibrations(item.get("calibrations"), wanted):
         if item.get("cleaning") == CLEANING_QUEUED:  # (its task may be lost: a duplicate is skipped)
             send_task(services, _clean_task(item), background=True)
@@ -552,7 +557,8 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig, force: 
 
 
 def _clean_task(item: Dict[str, Any]) -> Dict[str, Any]:
-    return {"task": "clean", "file_id": item["file_id"], "version": int(item.get("reduction_version") or 0)}
+    return {"task": "clean", "file_id": item["file_id"], "version": int(item.get("reduction_version") or 0),
+            "background": True}
 
 
 def clean_file(file_id: str, version: int, services, config: ReductionConfig) -> None:

@@ -25,16 +25,33 @@ def raw_files(raw_dir: Path) -> List[Path]:
 
 
 def wait_final(base_url: str, file_ids: Dict[str, str], timeout: float, progress=print,
-               session=None) -> Dict[str, dict]:
+               session=None, nights: Iterable[str] = ()) -> Dict[str, dict]:
     """Poll the API (as a signed-in `session`) until every file is in a final status
-    (or the time is up)."""
+    (or the time is up). With `nights`, their change feeds are followed (one request a
+    look, the files that changed), as the page does; else each file is asked for."""
     deadline = time.monotonic() + timeout
     final: Dict[str, dict] = {}
     session = session or requests.Session()
     last_report = 0.0
+    names = {fid: name for name, fid in file_ids.items()}
+    cursors = {night: "" for night in nights}
     while len(final) < len(file_ids) and time.monotonic() < deadline:
+        for night in cursors:
+            while True:
+                page = session.get(f"{base_url}/api/files", params={"night": night, "since": cursors[night]},
+                                   timeout=10).json()
+                for f in page["files"]:
+                    name = names.get(f["file_id"])
+                    if name is not None:
+                        final.pop(name, None)
+                        if f.get("status") in FINAL_STATUSES:
+                            final[name] = f
+                more = page["cursor"] != cursors[night] and len(page["files"]) >= 200
+                cursors[night] = page["cursor"] or cursors[night]
+                if not more:
+                    break
         for name, fid in file_ids.items():
-            if name in final:
+            if cursors or name in final:
                 continue
             resp = session.get(f"{base_url}/api/files/{fid}", timeout=10)
             if resp.status_code == 200 and resp.json().get("status") in FINAL_STATUSES:
@@ -43,7 +60,7 @@ def wait_final(base_url: str, file_ids: Dict[str, str], timeout: float, progress
             progress(f"  {len(final)}/{len(file_ids)} files in a final status")
             last_report = time.monotonic()
         if len(final) < len(file_ids):
-            time.sleep(0.2)
+            time.sleep(0.5 if cursors else 0.2)
     return final
 
 
@@ -153,14 +170,19 @@ def replay(raw_dir: Path, out_dir: Path, timeout: float = 600.0, workers: int = 
                 raise RuntimeError(f"sync agent exited with {agent.returncode}")
             uploaded = json.loads((Path(state) / "uploaded.json").read_text())
         file_ids = {name: file_id_for(system.raw_bucket, info["key"]) for name, info in uploaded.items()}
+        from functions.ingest import split_key
+
+        nights = {split_key(info["key"], system.raw_prefix)[0] for info in uploaded.values()}
+        # (a key outside a night's folder is filed by its DATE-OBS: ask for each file then)
+        nights = sorted(nights) if None not in nights else []
         api = system.operator().session(system.url)
-        final = wait_final(system.url, file_ids, timeout, progress, session=api)
+        final = wait_final(system.url, file_ids, timeout, progress, session=api, nights=nights)
         # A calibration that completed late sends frames to be reduced again: wait
         # until the queue is quiet, then take the final picture.
         deadline = time.monotonic() + timeout
         while not system.idle() and time.monotonic() < deadline:
             time.sleep(0.5)
-        final = wait_final(system.url, file_ids, timeout, lambda *_: None, session=api)
+        final = wait_final(system.url, file_ids, timeout, lambda *_: None, session=api, nights=nights)
         masters = night_masters(system.url, {e["night"] for e in final.values() if e.get("night")}, session=api)
         entries = []
         for path in files:
