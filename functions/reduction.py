@@ -28,8 +28,8 @@ from astropy.io import fits
 from golive_data import versions
 from golive_data.index import MASTER_READY, file_id_for, iter_all_files, utcnow
 from golive_data.item import (
-    CLEANING_QUEUED, FILE_ITEM, FINAL_STATUSES, REDUCTION, SPECTROSCOPY, STATUS_FAILED, STATUS_INDEXED, STATUS_REDUCED,
-    STATUS_REDUCING, STATUS_RETRYING, STATUS_UNSUPPORTED,
+    CLEANING_FAILED, CLEANING_QUEUED, FILE_ITEM, FINAL_STATUSES, REDUCTION, SPECTROSCOPY, STATUS_FAILED,
+    STATUS_INDEXED, STATUS_REDUCED, STATUS_REDUCING, STATUS_RETRYING, STATUS_UNSUPPORTED,
 )
 from functions import spectroscopy
 from functions.core import calibrations as cal
@@ -53,6 +53,8 @@ log = logging.getLogger("goodman_live.reduction")
 class ReductionConfig:
     settings: ReductionSettings
     window_days: int = 7
+    #: the file whose own settings are merged in (spectroscopy.config_for_item), if any
+    file_id: Optional[str] = None
 
     @classmethod
     def from_settings(cls, settings) -> "ReductionConfig":
@@ -139,10 +141,13 @@ def handle_message(body: Any, services: Services, attempt: int = 1) -> None:
         handle_task(task, services, config_for(services))
     except Exception as exc:
         # (a failed re-reduction is its version's failure: the file shows the version before)
+        # (a failed cleaning leaves the spectra as they are: the file stays as it was)
         if task.get("file_id") and task.get("task") != "rereduce":
+            error = f"attempt {attempt} failed: {type(exc).__name__}: {exc}"
             try:
-                services.index.update_file(task["file_id"], {
-                    "status": STATUS_RETRYING, "error": f"attempt {attempt} failed: {type(exc).__name__}: {exc}"})
+                services.index.update_file(task["file_id"], {"error": f"cleaning of the 2-D frame: {error}"}
+                                           if task.get("task") == "clean" else {"status": STATUS_RETRYING,
+                                                                                "error": error})
             except Exception:
                 log.exception("could not record the failure on %s", task["file_id"])
         raise
@@ -166,6 +171,11 @@ def dead_lettered(body: Any, services: Services, attempt: int = 1) -> None:
     if version:
         versions.update_version(*versions.store_of(services.index), task["file_id"], version["version"],
                                 {"status": versions.FAILED, "error": reason, "finished_at": utcnow()})
+    elif task.get("task") == "clean" and existing and existing.get("cleaning") == CLEANING_QUEUED:
+        # its spectra are final: only the 2-D frame stays uncleaned (the quicklook)
+        services.index.update_file(task["file_id"], {
+            "status": STATUS_REDUCED, "cleaning": CLEANING_FAILED, "error": f"cleaning of the 2-D frame: {reason}",
+            "dead_letter": deadletters.note(entry)})
     elif existing and existing.get("status") not in FINAL_STATUSES:
         services.index.update_file(task["file_id"], {"status": STATUS_FAILED, "error": reason,
                                                      "dead_letter": deadletters.note(entry)})
@@ -494,10 +504,7 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig, force: 
     config = spectroscopy.config_for_item(config, item, services)
     settings = config.settings
     bias, flat, master_notes, wanted = best_calibrations(item, services, config)
-    # (a frame retrying after a failure part-way is reduced again whole)
-    done_before = item.get("status") == STATUS_REDUCED or (item.get("status") == STATUS_REDUCING
-                                                           and item.get("cleaning") == CLEANING_QUEUED)
-    if not force and done_before and same_calibrations(item.get("calibrations"), wanted):
+    if not force and spectroscopy.spectra_ready(item) and same_calibrations(item.get("calibrations"), wanted):
         if item.get("cleaning") == CLEANING_QUEUED:  # (its task may be lost: a duplicate is skipped)
             send_task(services, _clean_task(item), background=True)
         return
@@ -568,7 +575,8 @@ def clean_file(file_id: str, version: int, services, config: ReductionConfig) ->
     queued a cleaning of its own); a better master found meanwhile reduces the frame
     again instead (which queues its own)."""
     item = services.index.get_file(file_id)
-    if (not item or item.get("cleaning") != CLEANING_QUEUED or item.get("status") in FINAL_STATUSES
+    if (not item or item.get("cleaning") not in (CLEANING_QUEUED, CLEANING_FAILED)  # (failed: a redrive)
+            or item.get("status") in (STATUS_FAILED, STATUS_UNSUPPORTED)
             or int(item.get("reduction_version") or 0) != int(version)):
         log.info("cleaning of %s version %s: overtaken, nothing to do", file_id, version)
         return

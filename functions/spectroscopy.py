@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from golive_data.index import iter_all_files, utcnow
-from golive_data.item import CLEANING_QUEUED, STATUS_FAILED, STATUS_REDUCED, STATUS_UNSUPPORTED
+from golive_data.item import CLEANING_QUEUED, STATUS_FAILED, STATUS_REDUCED, STATUS_REDUCING, STATUS_UNSUPPORTED
 from functions.core.calibrations import compare_setup, nights_from, rank_calibrations, setup_of
 from functions.core.plot import spectrum_png
 from functions.core.spectra import (calibrate_target, calibrated_fits, central_lamp_spectrum, extract_targets,
@@ -58,10 +58,13 @@ def config_for_item(config, item: Dict[str, Any], services=None):
     settings merged with the file item's own overrides (`settings`: those of the
     requested version it shows, golive_data/versions.py, which the API merged over its
     proposal's), or else, given `services`, its proposal's settings (functions/proposals.py)."""
+    if getattr(config, "file_id", None) == item.get("file_id"):
+        return config  # already this file's (the proposal's settings are a lookup)
     overrides = item.get("settings")
     if not item.get("settings_version") and services is not None:
         overrides = {**proposal_settings(item, services), **(overrides or {})}
-    return replace(config, settings=config.settings.merged(overrides)) if overrides else config
+    merged = replace(config, settings=config.settings.merged(overrides)) if overrides else config
+    return replace(merged, file_id=item.get("file_id")) if hasattr(merged, "file_id") else merged
 
 
 # ---- extraction (in the worker that reduced the frame) ---------------------------
@@ -235,9 +238,11 @@ def _calibration_notes(item: Dict[str, Any], lamp_notes: List[str]) -> List[str]
 
 
 def spectra_ready(item: Dict[str, Any]) -> bool:
-    """A science frame's extraction is done: it is reduced, or only its 2-D frame's
-    cosmic-ray cleaning is still queued (its spectra are final)."""
-    return item.get("status") == STATUS_REDUCED or item.get("cleaning") == CLEANING_QUEUED
+    """A frame's reduction is done up to its products: it is reduced, or only its 2-D
+    frame's cosmic-ray cleaning is still queued (its spectra are final). A frame
+    retrying after a failure part-way is not: it will be reduced again whole."""
+    return item.get("status") == STATUS_REDUCED or (item.get("status") == STATUS_REDUCING
+                                                    and item.get("cleaning") == CLEANING_QUEUED)
 
 
 #: A frame that finds its lamp still being reduced looks again this often, this many

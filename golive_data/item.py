@@ -25,8 +25,10 @@ STATUS_REDUCED = "reduced"
 STATUS_UNSUPPORTED = "unsupported"  # a valid frame the reduction cannot handle; `error` says why
 STATUS_FAILED = "failed"
 STATUSES = (STATUS_RETRYING, STATUS_REDUCING, STATUS_INDEXED, STATUS_REDUCED, STATUS_UNSUPPORTED, STATUS_FAILED)
-#: `cleaning`: the spectra are done, the 2-D frame's cosmic-ray cleaning is queued.
+#: `cleaning`: the spectra are done, the 2-D frame's cosmic-ray cleaning is queued;
+#: or it failed for good (the frame is `reduced` with its quicklook, `error` says why).
 CLEANING_QUEUED = "queued"
+CLEANING_FAILED = "failed"
 FINAL_STATUSES = frozenset({STATUS_INDEXED, STATUS_REDUCED, STATUS_UNSUPPORTED, STATUS_FAILED})
 
 #: What a file item's `obstype` (and its by_night_type partition) can be: the frame
@@ -130,8 +132,10 @@ FILE_ITEM: Tuple[Field, ...] = (
     _f("master_notes", "array", REDUCTION, "how the masters used differ from the frame", items="string"),
     _f("reduction_version", "integer", REDUCTION, "how many times it has been reduced; stamped on its products"),
     _f("cleaning", "string", REDUCTION, "'queued' while a science frame's spectra are done and its whole 2-D frame "
-                                        "waits for its cleaning of cosmic rays (a background task); absent otherwise",
-       enum=(CLEANING_QUEUED,)),
+                                        "waits for its cleaning of cosmic rays (a background task); 'failed' when "
+                                        "that cleaning gave up (the frame is reduced with its spectra and quicklook, "
+                                        "`error` says why, a redrive tries again); absent otherwise",
+       enum=(CLEANING_QUEUED, CLEANING_FAILED)),
     _f("timeline", "object", INGEST, "UTC times the frame passed each step: uploaded_at (the storage event's "
                                      "time), event_at, indexed_at (the ingest), started_at, reduced_at, "
                                      "extracted_at, calibrated_at (its latest reduction), cleaned_at (its 2-D frame "

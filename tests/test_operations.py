@@ -102,6 +102,59 @@ def test_a_reduction_that_fails_every_delivery_is_dead_lettered_listed_and_redri
     assert report.findings == [], report.lines()     # no product twice, none left over
 
 
+@pytest.fixture(scope="module")
+def science_frame(tmp_path_factory):
+    """A simulated science frame: reduced and extracted on its own, without masters or a lamp."""
+    from infra.simulator import make_night, write_night
+
+    out = tmp_path_factory.mktemp("operations_science")
+    write_night(out, make_night(seed=6, n_bias=0, n_flat=0, n_comp=0, n_science=1))
+    return next(out.glob("*.fits")).read_bytes()
+
+
+def test_a_cleaning_that_gives_up_leaves_the_spectra_and_says_so_then_is_redriven(
+        system, s3, api, monkeypatch, fast_retries, science_frame):
+    """The whole-frame cleaning runs after the spectra are listed: its failure is the 2-D
+    frame's, not the file's. The file ends `reduced` with its spectra and quicklook,
+    `cleaning: failed` and why; a redrive after the fix cleans it."""
+    marker = f"cleanbug-{uuid.uuid4().hex[:6]}"
+    key = f"{system.raw_prefix}{NIGHT}/0305_{marker}.fits"
+    fid = file_id_for(system.raw_bucket, key)
+    real_clean_file = reduction.clean_file
+
+    def buggy(file_id, *args, **kwargs):
+        if file_id == fid:
+            raise RuntimeError("injected bug: cannot clean this frame")
+        return real_clean_file(file_id, *args, **kwargs)
+
+    monkeypatch.setattr(reduction, "clean_file", buggy)
+    s3.put_object(Bucket=system.raw_bucket, Key=key, Body=science_frame)
+    deadline = time.monotonic() + 60
+    while True:
+        seen = api.get(f"/api/files/{fid}").json()
+        if seen.get("cleaning") == "failed" or time.monotonic() > deadline:
+            break
+        assert seen.get("status") in ("reducing", "retrying", None), seen   # never failed, never reduced clean
+        time.sleep(0.2)
+    assert seen["status"] == "reduced" and seen["cleaning"] == "failed", seen
+    assert seen["error"].startswith("cleaning of the 2-D frame: gave up after 3 deliveries")
+    assert "injected bug" in seen["error"] and seen["dead_letter"]["deliveries"] == 3
+    kinds = {p["kind"] for p in seen["products"]}
+    assert "extracted" in kinds and "quicklook" in kinds and "reduced" not in kinds, kinds
+
+    monkeypatch.undo()
+    services = warm_services()
+    [done] = operations.redrive(services, [fid])
+    assert done.sent
+    deadline = time.monotonic() + 30
+    while (seen := api.get(f"/api/files/{fid}").json()).get("cleaning") is not None:
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.2)
+    assert seen["status"] == "reduced" and seen["error"] is None and "dead_letter" not in seen
+    kinds = {p["kind"] for p in seen["products"]}
+    assert "reduced" in kinds and "quicklook" not in kinds and "extracted" in kinds, kinds
+
+
 def test_a_message_left_in_a_dead_letter_queue_is_listed_and_redriven(system, s3, sqs, api):
     """The dead-letter function disabled: the message waits in the queue, and is found
     there, read without being taken, and redriven from it."""

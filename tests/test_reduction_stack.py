@@ -250,6 +250,50 @@ def test_a_lamp_that_arrives_after_its_science_frames_calibrates_them(system, s3
     assert extractions == []
 
 
+def test_a_frame_that_finds_its_lamp_still_being_reduced_looks_again(system, s3, api, sim_night, monkeypatch):
+    """The lamp's own task calibrates the frames it finds, but may look before a frame
+    that was waiting for it is listed: the frame looks again itself (every 3 s). Here the
+    lamp's own look is switched off, and the consistency sweep (which would repair the
+    frame within 10 s), so only the frame's can calibrate it."""
+    from functions import consistency, spectroscopy
+
+    night = "2024-05-09"
+    paths = sorted(sim_night.glob("*.fits"))
+    lamp = [p for p in paths if "HgArNe" in p.name][0]
+    science = [p for p in paths if fits.getheader(p).get("OBSTYPE") == "OBJECT"][:1]
+    entered, release = threading.Event(), threading.Event()
+    real_solve = spectroscopy.solve_lamp
+
+    def held(item, *args, **kwargs):
+        if item["night"] == night:
+            entered.set()
+            release.wait(30)
+        return real_solve(item, *args, **kwargs)
+
+    real_reduced = spectroscopy.lamp_reduced
+    monkeypatch.setattr(spectroscopy, "solve_lamp", held)
+    monkeypatch.setattr(consistency, "sweep", lambda *a, **k: None)
+    monkeypatch.setattr(spectroscopy, "lamp_reduced",
+                        lambda lamp_item, *a, **k: None if lamp_item["night"] == night else real_reduced(lamp_item, *a, **k))
+    try:
+        _upload(system, s3, night, [lamp])
+        assert entered.wait(30), "the lamp's reduction did not start"
+        [sci_id] = _upload(system, s3, night, science).values()
+        api.wait_for(sci_id, statuses=("reducing", "reduced"), timeout=20)   # indexed
+        deadline = time.monotonic() + 30
+        while "still being reduced" not in str((seen := api.json(f"/api/files/{sci_id}")).get("spectra")):
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.2)
+        assert seen["spectra_status"] == "waiting_for_lamp"
+    finally:
+        release.set()
+    deadline = time.monotonic() + 30
+    while (seen := api.json(f"/api/files/{sci_id}")).get("spectra_status") != "calibrated":
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.2)
+    assert seen["lamp"]["file_name"] == lamp.name and "comparison_lamp" not in seen["waiting_for"]
+
+
 def test_the_calibrated_spectrum_comes_before_the_cleaned_2d_frame(system, s3, api, sim_night, reduced_night):
     """A science frame on a night whose lamp is reduced: its calibrated spectrum is listed
     while its whole 2-D frame still waits for its cosmic-ray cleaning (`cleaning: queued`,

@@ -76,6 +76,17 @@ class _Queue:
         return cls(url, attrs["QueueArn"], int(attrs["VisibilityTimeout"]))
 
 
+def queues_empty(sqs, *urls: str) -> bool:
+    """No message waiting, delayed or in flight on any of these queues."""
+    for url in urls:
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+        if any(v != "0" for k, v in attrs.items() if k.startswith("Approximate")):
+            return False
+    return True
+
+
 class QueuePoller:
     """N worker threads polling one queue (and, optionally, a low-priority background
     queue: see the module's docstring) for one handler."""
@@ -210,12 +221,6 @@ class QueuePoller:
 
     def idle(self) -> bool:
         """No message waiting, delayed, in flight, or being handled, on either queue."""
-        counts = []
-        for queue in [self.main] + ([self.background] if self.background else []):
-            attrs = self.sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=[
-                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed"])["Attributes"]
-            counts += [v for k, v in attrs.items() if k.startswith("Approximate")]
         with self._lock:
             busy = self._busy
-        return busy == 0 and all(v == "0" for v in counts)
+        return busy == 0 and queues_empty(self.sqs, self.main.url, *([self.background.url] if self.background else []))

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from infra.local.runner import QueuePoller
+from infra.local.runner import QueuePoller, queues_empty
 from infra.local.server import LocalServer
 from infra.local.stack import LocalStack
 from infra.local.sweeper import Sweeper
@@ -129,19 +129,10 @@ class EmbeddedSystem:
     def idle(self) -> bool:
         """No work waiting or under way. A batch being handled is invisible on its queue
         until it is deleted, so the reduction process's queues tell its state too."""
-        if self.reducer and not self._queues_empty(self.stack.reduce_queue_url, self.stack.background_queue_url):
+        if self.reducer and not queues_empty(self.stack.client("sqs"), self.stack.reduce_queue_url,
+                                                 self.stack.background_queue_url):
             return False
         return all(p.idle() for p in self.pollers)
-
-    def _queues_empty(self, *urls: str) -> bool:
-        sqs = self.stack.client("sqs")
-        for url in urls:
-            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed"])["Attributes"]
-            if any(v != "0" for v in attrs.values()):
-                return False
-        return True
 
     def reduction_peak_rss_mb(self) -> Optional[float]:
         """Peak resident memory of the reduction process so far (Linux), or None."""

@@ -280,9 +280,12 @@
     "the whole 2-D frame is cleaned of cosmic rays next, after newer frames";
 
   function cleaningBadge(f) {
-    if (f.cleaning !== "queued") return null;
-    const el = text("span", "2-D cleaning queued", "cleaning-badge");
-    el.title = CLEANING_TITLE;
+    if (f.cleaning !== "queued" && f.cleaning !== "failed") return null;
+    const failed = f.cleaning === "failed";
+    const el = text("span", failed ? "2-D cleaning failed" : "2-D cleaning queued",
+      failed ? "cleaning-badge cleaning-failed" : "cleaning-badge");
+    el.title = failed ? "the spectra are final; the whole 2-D frame could not be cleaned of cosmic rays " +
+      "(the preview is the uncleaned quicklook): " + (f.error || "no reason recorded") : CLEANING_TITLE;
     return el;
   }
 
