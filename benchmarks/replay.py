@@ -106,10 +106,27 @@ def replay_then_floor(raws, nights, count: int, workers: int):
     with system:
         full = run(system, raws[1], nights[1], count, ingest_only=False)
         full["reduction_peak_rss_mb"] = system.reduction_peak_rss_mb()
+        full["requests"] = system.stack.request_stats()
         system.reducer.terminate()
         system.reducer.wait(timeout=30)
         floor = run(system, raws[0], nights[0], count, ingest_only=True)
     return floor, full
+
+
+def print_requests(stats: dict, count: int, top: int = 10) -> None:
+    """The requests the replay made of the stack, the costliest first (moto's seconds)."""
+    by_service: dict = {}
+    for key, v in stats.items():
+        total = by_service.setdefault(key.split(" ", 1)[0], [0, 0.0, 0])
+        total[0] += v["requests"]
+        total[1] += v["seconds"]
+        total[2] += v["bytes"]
+    print("\nrequests to the stack (moto), per frame: " + ", ".join(
+        f"{service} {n / count:.0f} ({t:.0f} s, {b / 1e6:.0f} MB answered)"
+        for service, (n, t, b) in sorted(by_service.items())))
+    print(f"{'costliest':44s}{'requests':>9s}{'moto s':>8s}{'MB':>7s}")
+    for key, v in sorted(stats.items(), key=lambda kv: -kv[1]["seconds"])[:top]:
+        print(f"{key:44s}{v['requests']:>9d}{v['seconds']:>8.1f}{v['bytes'] / 1e6:>7.1f}")
 
 
 def main(argv=None) -> int:
@@ -151,6 +168,7 @@ def main(argv=None) -> int:
           f"({full['wall_s']:.1f} s; {full['wall_s'] / count:.2f} s per frame; floor {floor['wall_s']:.1f} s)")
     print(f"peak memory: this process (stack, ingest, API) {peak_mb:.0f} MB, the reduction process "
           f"{full['reduction_peak_rss_mb'] or 0:.0f} MB")
+    print_requests(full["requests"], count)
     if args.json:
         Path(args.json).write_text(json.dumps({"frames": count, "floor": floor, "replay": full,
                                                "goal_seconds": GOAL_SECONDS, "met": met, "peak_rss_mb": peak_mb},

@@ -72,9 +72,9 @@ def test_a_bias_whose_shape_does_not_fit_is_unsupported_not_left_to_break_the_ma
     assert "10x10" in cal.reason_not_reducible(info)
 
 
-def test_usual_readouts_keep_their_group_names_other_shapes_get_theirs():
+def test_the_full_readout_keeps_its_group_name_other_shapes_get_theirs():
     zz_ceti = classify(real("jsreding_930_20180203__0280_Zero_ZZCeti.hdr"))         # 2071x200, 2x2
-    assert cal.bias_group(zz_ceti) == "RED_SP_2x2_R05.27_G01.45"
+    assert cal.bias_group(zz_ceti) == "RED_SP_2x2_R05.27_G01.45_2071x200"
     full = classify(real("quickreduce_testdata__0325_obj1208.hdr"))                  # 2071x948, 2x2
     assert cal.bias_group(full) == "BLUE_SP_2x2_R05.12_G02.67"
     simulated = {"camera": "RED", "binning": "2x2", "gain": 1.48, "rdnoise": 3.89}   # no shape known
@@ -102,12 +102,14 @@ def _bias(n, rows, cols=2071):
 
 
 def test_the_members_of_a_master_never_mix_raw_shapes():
-    # Full frame and ZZ Ceti are both usual readouts, so they share a group name.
+    # Full frame and ZZ Ceti biases of one night: a master of each.
     files = [_bias(n, 948) for n in range(12)] + [_bias(n, 200) for n in range(12, 22)]
-    assert len({cal.bias_group(f) for f in files}) == 1
+    assert len({cal.bias_group(f) for f in files}) == 2
     services = SimpleNamespace(index=_Index(files))
     members = reduction._members(cal.BIAS, "2024-05-01", cal.bias_group(files[0]), services)
     assert len(members) == 12 and {m["naxis2"] for m in members} == {948}
+    members = reduction._members(cal.BIAS, "2024-05-01", cal.bias_group(files[-1]), services)
+    assert len(members) == 10 and {m["naxis2"] for m in members} == {200}
     same = [_bias(n, 948) for n in range(10)]
     assert len(reduction._members(cal.BIAS, "2024-05-01", cal.bias_group(same[0]),
                                   SimpleNamespace(index=_Index(same)))) == 10

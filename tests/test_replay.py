@@ -84,7 +84,7 @@ def test_the_real_calibration_afternoon_replays_with_masters(tmp_path):
         by_type.setdefault(e["obstype"], set()).add(e["status"])
     assert by_type == {"BIAS": {"indexed"}, "FLAT": {"indexed"}, "COMP": {"reduced"}}
     night = tmp_path / "out" / "2018-02-03"
-    biases = sorted(p.name for p in night.glob("master_bias_RED_SP_2x2_R05.27_G01.45_2018-02-03_n*.fits"))
+    biases = sorted(p.name for p in night.glob("master_bias_RED_SP_2x2_R05.27_G01.45_2071x200_2018-02-03_n*.fits"))
     flats = sorted(p.name for p in night.glob("norm_master_flat_RED_930_G13.0-C24.0_*_n15.fits"))
     assert biases and biases[-1].endswith("_n31.fits") and len(flats) == 1
     # The Fe lamps are 1x2 binned: no bias or flat of the afternoon matches them, and they say so.

@@ -49,13 +49,14 @@ def reason_not_reducible(info: Mapping[str, Any]) -> Optional[str]:
 
 
 def bias_group(info: Mapping[str, Any]) -> str:
-    """goodman-pipeline's readout name; a readout shape other than Goodman's spectroscopic
-    ROIs (a user-defined ROI) is added ('..._G01.48_2071x500'), so that a master bias is
-    never combined from, or applied to, another shape."""
-    from .classify import nonstandard_readout
+    """goodman-pipeline's readout name; a readout shape other than the full spectroscopic
+    one (ZZ Ceti's 200 rows, a user-defined ROI) is added ('..._G01.48_2071x200'), so
+    that a master bias is never combined from, or applied to, another shape: a night with
+    both readouts gets a master of each."""
+    from .classify import partial_readout
 
     group = f"{info['camera']}_SP_{info['binning']}_R{float(info['rdnoise']):05.2f}_G{float(info['gain']):05.2f}"
-    shape = nonstandard_readout(info)
+    shape = partial_readout(info)
     return f"{group}_{shape}" if shape else group
 
 

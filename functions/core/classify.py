@@ -171,11 +171,21 @@ def readout_problem(info: Mapping[str, Any]) -> Optional[str]:
 def nonstandard_readout(info: Mapping[str, Any]) -> Optional[str]:
     """'COLSxROWS' when the raw shape is known and is not one of Goodman's spectroscopic
     readouts at this binning (a user-defined ROI), else None."""
+    return _readout_other_than(info, SPECTROSCOPIC_READOUTS)
+
+
+def partial_readout(info: Mapping[str, Any]) -> Optional[str]:
+    """'COLSxROWS' when the raw shape is known and is not the full spectroscopic readout
+    at this binning (ZZ Ceti's 200 rows, a user-defined ROI), else None."""
+    return _readout_other_than(info, SPECTROSCOPIC_READOUTS[:1])
+
+
+def _readout_other_than(info: Mapping[str, Any], readouts) -> Optional[str]:
     bins, shape = binning_pair(info.get("binning")), raw_shape(info)
     if bins is None or shape is None:
         return None
     rows, cols = shape
-    if any(cols == c // bins[0] and rows == r // bins[1] for c, r in SPECTROSCOPIC_READOUTS):
+    if any(cols == c // bins[0] and rows == r // bins[1] for c, r in readouts):
         return None
     return f"{cols}x{rows}"
 

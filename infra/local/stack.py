@@ -5,20 +5,22 @@ Everything talks to it over HTTP through `endpoint_url`, exactly as to AWS or Mi
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import re
 import threading
+import time
 from datetime import datetime, timezone
 from urllib.parse import parse_qs
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import boto3
 
 from infra import definition as stackdef
-from infra.local.faults import Faults, FaultyApp
+from infra.local.faults import Faults, FaultyApp, service_of
 
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "goodman-live-local", "AWS_SECRET_ACCESS_KEY": "goodman-live-local"}
 
@@ -84,6 +86,43 @@ class _UploadTimes:
         return re.sub(rb"<Initiated>.*?</Initiated>", b"<Initiated>" + begun + b"</Initiated>", block)
 
 
+class RequestStats:
+    """What the stack's clients ask of it, per service and operation (a DynamoDB query
+    per index): how many requests, the seconds moto took, the bytes it answered. The
+    benchmarks print it: on this machine moto's DynamoDB is what a busy night waits for,
+    and in AWS the same counts are the bill."""
+
+    _INDEX = re.compile(rb'"IndexName"\s*:\s*"([^"]+)"')
+
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+        self.by_operation: Dict[str, List[float]] = {}
+
+    def __call__(self, environ, start_response):
+        service = service_of(environ)
+        operation = environ.get("HTTP_X_AMZ_TARGET", "").split(".", 1)[-1] or environ.get("REQUEST_METHOD", "")
+        if service == "dynamodb" and operation == "Query":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            raw = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(raw)
+            index = self._INDEX.search(raw)
+            operation += f" {index.group(1).decode() if index else 'table'}"
+        started = time.perf_counter()
+        body = list(self.app(environ, start_response))
+        seconds, size = time.perf_counter() - started, sum(len(b) for b in body)
+        with self.lock:
+            entry = self.by_operation.setdefault(f"{service} {operation}", [0, 0.0, 0])
+            entry[0] += 1
+            entry[1] += seconds
+            entry[2] += size
+        return body
+
+    def snapshot(self) -> Dict[str, Dict[str, float]]:
+        with self.lock:
+            return {k: {"requests": n, "seconds": round(t, 3), "bytes": b} for k, (n, t, b) in self.by_operation.items()}
+
+
 class _MotoServer:
     """moto's threaded server, with writes serialised (see _SerialWrites)."""
 
@@ -91,7 +130,8 @@ class _MotoServer:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
-        app = _SerialWrites(_UploadTimes(FaultyApp(DomainDispatcherApplication(create_backend_app), faults)))
+        self.stats = RequestStats(_UploadTimes(FaultyApp(DomainDispatcherApplication(create_backend_app), faults)))
+        app = _SerialWrites(self.stats)
         self.httpd = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="moto", daemon=True)
 
@@ -140,6 +180,10 @@ class LocalStack:
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+    def request_stats(self) -> Dict[str, Dict[str, float]]:
+        """Requests, moto's seconds and bytes answered, per service and operation, so far."""
+        return self.server.stats.snapshot() if self.server is not None else {}
 
     @property
     def region(self) -> str:
