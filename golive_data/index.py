@@ -162,6 +162,11 @@ def check_cursor(since: str) -> str:
     return since
 
 
+def plausible_file_id(file_id: str) -> bool:
+    """The shape of a file id (file_id_for's), checked before it is used in a key."""
+    return bool(_FILE_ID.fullmatch(file_id or ""))
+
+
 def _start_key(listing: str, partition: str, position: Sequence[str]) -> Dict[str, Any]:
     """The ExclusiveStartKey a position stands for, built from its parts (never taken
     from a caller whole), once its shape is checked."""
@@ -171,7 +176,7 @@ def _start_key(listing: str, partition: str, position: Sequence[str]) -> Dict[st
     name, night_sk, file_id = position
     if name != listing:
         raise BadRequest("this page token belongs to another listing: ask again without 'next'")
-    if not 0 < len(night_sk) <= _MAX_NIGHT_SK or not _FILE_ID.fullmatch(file_id):
+    if not 0 < len(night_sk) <= _MAX_NIGHT_SK or not plausible_file_id(file_id):
         raise BadRequest("malformed page token")
     return _encode({"pk": f"FILE#{file_id}", "sk": FILE_SK, _LISTINGS[listing]: partition, "night_sk": night_sk})
 

@@ -29,6 +29,9 @@ STATUSES = (STATUS_RETRYING, STATUS_REDUCING, STATUS_INDEXED, STATUS_REDUCED, ST
 #: or it failed for good (the frame is `reduced` with its quicklook, `error` says why).
 CLEANING_QUEUED = "queued"
 CLEANING_FAILED = "failed"
+#: The frame types that are reduced (the others are combined into masters, or only
+#: indexed), and so can be re-reduced with settings.
+REDUCED_TYPES = ("COMP", "OBJECT")
 FINAL_STATUSES = frozenset({STATUS_INDEXED, STATUS_REDUCED, STATUS_UNSUPPORTED, STATUS_FAILED})
 
 #: What a file item's `obstype` (and its by_night_type partition) can be: the frame

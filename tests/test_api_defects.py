@@ -315,3 +315,24 @@ def test_requests_at_the_same_moment_are_answered_each_as_its_own(system, api, n
     with ThreadPoolExecutor(max_workers=12) as pool:
         answers = list(pool.map(ask, range(240)))
     assert all(answers), f"{answers.count(False)} of {len(answers)} answered as another request"
+
+
+def test_a_targets_products_are_found_by_their_whole_name_not_a_tail():
+    """'0011_obj.fits' must not take the products of '0111_obj.fits' (or '1_obj.fits'
+    those of '11_obj.fits'): names end alike but are other frames."""
+    from functions.api.chalicelib.products import of_target
+
+    def entry(kind, name):
+        return {"kind": kind, "file_name": name}
+
+    products = [entry("calibrated", "wecfzst_0111_obj_target_1.fits"), entry("extracted", "ecfzst_0111_obj_target_1.fits"),
+                entry("lamp_calibrated", "wecfzst_0100_lamp_for_0111_obj_target_1.fits"),
+                entry("calibrated", "wecfzst_0011_obj_target_1.fits"), entry("extracted", "ecfzst_0011_obj_target_1.fits"),
+                entry("lamp_calibrated", "wecfzst_0100_lamp_for_0011_obj_target_1.fits"),
+                entry("calibrated", "wecfzst_0011_obj_target_12.fits")]
+    mine = of_target(products, "0011_obj.fits", 1, ("calibrated", "extracted", "lamp_calibrated"))
+    assert {k: p["file_name"] for k, p in mine.items()} == {
+        "calibrated": "wecfzst_0011_obj_target_1.fits", "extracted": "ecfzst_0011_obj_target_1.fits",
+        "lamp_calibrated": "wecfzst_0100_lamp_for_0011_obj_target_1.fits"}
+    assert of_target(products, "11_obj.fits", 1, ("calibrated",)) == {}
+    assert of_target(products, "0011_obj.fits", 1, ("extracted",)) == {"extracted": products[4]}

@@ -6,25 +6,16 @@ when asked for by id, as if it did not exist.
 """
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from golive_data.access import CALIBRATION_TYPES, Directory, Principal, Resolver, can_read
-from golive_data.index import FileIndex, iter_all_files
+from golive_data.index import FileIndex, iter_all_files, plausible_file_id  # noqa: F401 (the API's)
+from golive_data.item import REDUCED_TYPES
 
 from .auth import LEEWAY, Unauthorized
-
-#: what a re-reduction can be asked of (functions/core/calibrations.py REDUCED_TYPES)
-REREDUCED_TYPES = ("COMP", "OBJECT")
-_FILE_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
-
-
-def plausible_file_id(file_id: str) -> bool:
-    return bool(_FILE_ID.fullmatch(file_id or ""))
-
 
 #: how long a night's visible count is kept at most (see Caller.nights)
 COUNT_SECONDS = 300.0
@@ -123,7 +114,7 @@ class Caller:
 
     def why_not_reduce(self, item: Dict[str, Any]) -> Optional[str]:
         """None if the caller may have a (visible) file reduced again, else why not."""
-        if item.get("obstype") not in REREDUCED_TYPES:
+        if item.get("obstype") not in REDUCED_TYPES:
             return (f"a {item.get('obstype') or 'frame of unknown type'} is not reduced on its own: only lamps (COMP) "
                     "and science frames (OBJECT) are reduced again (bias and flat frames go into masters)")
         if self.principal.staff:

@@ -6,6 +6,7 @@ fit, every click of imexam); a product is read from storage once and then only c
 (a GET with If-None-Match, answered 304 without the body) while it is kept."""
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
@@ -34,13 +35,12 @@ def named(products: List[Dict[str, Any]], file_name: Optional[str], kind: str) -
                 None)
 
 
-def lamp_for(products: List[Dict[str, Any]], item: Dict[str, Any], target: int) -> Optional[Dict[str, Any]]:
-    """The lamp spectrum extracted along this target (functions/spectroscopy.py names it
-    `we<lamp>_for_<stem>_target_<n>.fits`)."""
-    stem = item["file_name"].rsplit(".", 1)[0]
-    suffix = f"_for_{stem}_target_{target}.fits"
-    return next((p for p in products if p.get("kind") == "lamp_calibrated" and p.get("file_name", "").endswith(suffix)),
-                None)
+def of_target(products: List[Dict[str, Any]], file_name: str, target: int, kinds) -> Dict[str, Dict[str, Any]]:
+    """{kind: entry} of one target's products of these kinds, by the names
+    functions/spectroscopy.py gives them: `<prefix><stem>_target_<n>.fits` (extracted,
+    calibrated) and `we<lamp>_for_<stem>_target_<n>.fits` (the lamp along the target)."""
+    own = re.compile(rf"(^[a-z]+_?|_for_){re.escape(file_name.rsplit('.', 1)[0])}_target_{int(target)}\.fits$")
+    return {p["kind"]: p for p in products if p.get("kind") in kinds and own.search(p.get("file_name", ""))}
 
 
 class Store:

@@ -10,17 +10,9 @@ from typing import Any, Dict, List, Optional
 from golive_data.fitsread import linear_axis
 from golive_data.jsonfloat import json_floats
 
-from .products import NoProduct, Store, lamp_for, spectrum_entry
+from .products import NoProduct, Store, of_target, spectrum_entry
 
 _LINE = re.compile(r"GSP_A(\d{3})$")
-
-
-def target_products(products: List[Dict[str, Any]], file_name: str, target: int) -> Dict[str, Dict[str, Any]]:
-    """{kind: entry} of the calibrated and extracted products of one target: their
-    names end `<stem>_target_<n>.fits` (functions/spectroscopy.py), in every version."""
-    suffix = f"{file_name.rsplit('.', 1)[0]}_target_{int(target)}.fits"
-    return {p["kind"]: p for p in products
-            if p.get("kind") in ("calibrated", "extracted") and p.get("file_name", "").endswith(suffix)}
 
 
 def _identified_lines(header) -> List[Dict[str, Any]]:
@@ -45,7 +37,7 @@ def _one_d(hdus) -> Dict[str, Any]:
 
 def spectrum_data(item: Dict[str, Any], products: List[Dict[str, Any]], store: Store, target: int,
                   version: Optional[int] = None) -> Dict[str, Any]:
-    found = target_products(products, item["file_name"], target)
+    found = of_target(products, item["file_name"], target, ("calibrated", "extracted"))
     if not found:
         spectrum_entry(item, target)  # says why there is none (no spectra, no such target)
         raise NoProduct(f"{item['file_name']} target {target}: the spectrum is not written yet")
@@ -61,7 +53,8 @@ def spectrum_data(item: Dict[str, Any], products: List[Dict[str, Any]], store: S
         **_one_d(hdus), "lamp": None,
         "wavelength": summary.get("wavelength") if calibrated and version is None else None,
     }
-    lamp = lamp_for(products, item, target) if calibrated else None
+    lamp = (of_target(products, item["file_name"], target, ("lamp_calibrated",)).get("lamp_calibrated")
+            if calibrated else None)
     if lamp:
         lamp_hdus = store.hdus(lamp)
         n = lamp_hdus[0].shape[-1]
