@@ -741,7 +741,7 @@ def describe(args) -> str:
             for name, what, _, _, exptime in SERIES_PHASES)
     else:
         what = f"the simulated night, {args.frames} frames, one every {args.cadence:g} s"
-    return (f"scenario {args.scenario}: {what}; path {', '.join(args.paths)}; {WORKERS} reduction workers "
+    return (f"scenario {args.scenario}: {what}; path {', '.join(args.paths)}; {args.workers} reduction workers "
             f"({'threads' if args.threads else 'in a process of their own'}); 2x2 full frames 3.9 MB, ROI frames "
             f"0.8 MB")
 
@@ -757,6 +757,8 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=30.0, help="series: minutes, split evenly between the phases")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", help="also write the figures and per-frame records here")
+    parser.add_argument("--workers", type=int, default=WORKERS,
+                        help="reduction workers (1: what one Lambda execution environment holds, for its memory)")
     parser.add_argument("--threads", action="store_true",
                         help="the reduction workers as threads of this process (default: a process of their own, "
                              "as Lambda runs the function apart from the API and the ingest)")
@@ -770,7 +772,7 @@ def main(argv=None) -> int:
     memory = ChildMemory().start()
     results = []
     t0 = time.time()
-    system = EmbeddedSystem(workers=WORKERS, reduction_process=not args.threads)
+    system = EmbeddedSystem(workers=args.workers, reduction_process=not args.threads)
     # The local stack sweeps every 10 s, in this process; in AWS it is its own function
     # every 10 minutes. A sweep of a long series takes seconds of CPU, which would be
     # measured as the reduction's latency growing.
@@ -807,7 +809,7 @@ def main(argv=None) -> int:
     others = []
     for pid, (cmd, mb) in sorted(memory.peaks.items()):
         label = ("sync agent" if "sync_agent" in cmd else
-                 f"reduction, {WORKERS} workers" if "infra.local.worker" in cmd else cmd[:70])
+                 f"reduction, {args.workers} workers" if "infra.local.worker" in cmd else cmd[:70])
         others.append({"pid": pid, "command": cmd, "peak_rss_mb": mb})
         print(f"peak memory of child {pid} ({label}): {mb:.0f} MB")
     if not any("sync_agent" not in o["command"] for o in others):
