@@ -67,3 +67,27 @@ def test_series_frames_one_target_both_readouts_one_cadence_apart():
 def test_the_sweep_runs_on_the_aws_schedule():
     assert latency.aws_sweep_seconds({"consistency_function": {"schedule": "rate(10 minutes)"}}) == 600
     assert latency.aws_sweep_seconds({}) == 600
+
+
+def test_the_stack_counts_what_is_asked_of_it(system, s3):
+    """The benchmarks' request figures (and the cost model's counts): per service and
+    operation, a query per index or partition, with moto's seconds and the bytes."""
+    from golive_data.index import FileIndex
+
+    before = system.stack.request_stats()
+    s3.put_object(Bucket=system.raw_bucket, Key="unlisted/requests-test.txt", Body=b"x" * 1000)
+    s3.get_object(Bucket=system.raw_bucket, Key="unlisted/requests-test.txt")["Body"].read()
+    index = FileIndex(system.stack.client("dynamodb"), system.stack.definition["index_table"]["name"])
+    index.get_file("no-such-file")
+    index.list_files("2031-01-01", "OBJECT")
+    index.masters("BIAS", "RED_SP_2x2_R03.89_G01.48", "2030-12-25", "2031-01-01")
+    after = system.stack.request_stats()
+
+    def grew(key):
+        return after.get(key, {}).get("requests", 0) - before.get(key, {}).get("requests", 0)
+
+    assert grew("s3 PUT") >= 1 and grew("s3 GET") >= 1
+    assert after["s3 GET"]["bytes"] - before.get("s3 GET", {}).get("bytes", 0) >= 1000
+    assert grew("dynamodb GetItem") == 1 and grew("dynamodb Query by_night_type") == 1
+    assert grew("dynamodb Query table MASTER#") == 1, sorted(after)
+    assert all(v["seconds"] >= 0 for v in after.values())

@@ -93,6 +93,7 @@ class RequestStats:
     and in AWS the same counts are the bill."""
 
     _INDEX = re.compile(rb'"IndexName"\s*:\s*"([^"]+)"')
+    _PARTITION = re.compile(rb'":pk"\s*:\s*\{\s*"S"\s*:\s*"([A-Za-z_]+)#')
 
     def __init__(self, app):
         self.app = app
@@ -106,8 +107,10 @@ class RequestStats:
             length = int(environ.get("CONTENT_LENGTH") or 0)
             raw = environ["wsgi.input"].read(length) if length else b""
             environ["wsgi.input"] = io.BytesIO(raw)
-            index = self._INDEX.search(raw)
+            index, partition = self._INDEX.search(raw), self._PARTITION.search(raw)
             operation += f" {index.group(1).decode() if index else 'table'}"
+            if not index and partition:   # which of the table's partitions: MASTER#, FILE#, USER#...
+                operation += f" {partition.group(1).decode()}#"
         started = time.perf_counter()
         body = list(self.app(environ, start_response))
         seconds, size = time.perf_counter() - started, sum(len(b) for b in body)
