@@ -48,7 +48,7 @@ class SyncAgent:
     def __init__(self, watch_dir, bucket: str, s3, prefix: str = "raw/", state_dir=None, settle: float = 0.5, *,
                  stale_after: float = 120.0, rescan: float = 60.0, workers: int = 8,
                  multipart_threshold: int = 16 << 20, part_size: int = 8 << 20, max_backoff: float = 30.0,
-                 verify: str = "head", use_inotify: bool = True,
+                 verify: str = "head", use_inotify: bool = True, order: str = "newest",
                  on_upload: Optional[Callable[[Path, str], None]] = None):
         self.watch_dir = Path(watch_dir)
         self.bucket = bucket
@@ -58,6 +58,7 @@ class SyncAgent:
         self.max_backoff = max_backoff
         self.on_upload = on_upload
         self.journal = Journal(self.state_dir)
+        self.order = order
         self._work = threading.Condition()
         self.watcher = TreeWatcher(self.watch_dir, self.journal, settle=settle, stale_after=stale_after,
                                      rescan=rescan, on_queued=self._wake, use_inotify=use_inotify)
@@ -73,7 +74,7 @@ class SyncAgent:
         return cls(cfg.watch, cfg.bucket, s3, prefix=cfg.prefix, state_dir=cfg.state_dir, settle=cfg.settle,
                    stale_after=cfg.stale_after, rescan=cfg.rescan, workers=cfg.workers,
                    multipart_threshold=cfg.multipart_threshold, part_size=cfg.part_size,
-                   max_backoff=cfg.max_backoff, verify=cfg.verify)
+                   max_backoff=cfg.max_backoff, verify=cfg.verify, order=cfg.order)
 
     @property
     def settle(self) -> float:
@@ -165,7 +166,7 @@ class SyncAgent:
 
     # ---- many files
     def _drain(self, stop: Optional[threading.Event] = None, keys: Optional[list] = None, once: bool = False):
-        """A worker: take the newest due file, upload it, repeat."""
+        """A worker: take the newest due file (`order` oldest: the oldest), upload it, repeat."""
         stop = stop or threading.Event()
         while not stop.is_set():
             if not once and not self.backoff.wait_turn(stop):
@@ -173,7 +174,7 @@ class SyncAgent:
             if not once and self.backoff.in_outage:
                 self._probe()
                 continue
-            row = self.journal.claim()
+            row = self.journal.claim(oldest=self.order == "oldest")
             if row is None:
                 self.backoff.release()
                 if once:

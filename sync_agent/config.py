@@ -49,6 +49,10 @@ SETTINGS = (
     Setting("rescan", float, 60.0, "seconds between full re-scans of the folder (safety net)"),
     Setting("stale_after", float, 120.0, "seconds after which a file that is not whole FITS is reported"),
     Setting("workers", int, 8, "parallel uploads"),
+    Setting("order", str, "newest", "newest: the newest file first (a night being observed: the frame just "
+                                    "taken is the one the observer waits for); oldest: in the order they were "
+                                    "taken (a past night: the afternoon's calibrations before the frames they "
+                                    "serve, which are then reduced once)"),
     Setting("multipart_threshold_mb", float, 16.0, "files this big or bigger go up in parts"),
     Setting("part_size_mb", float, 8.0, "size of each part (S3 needs >= 5 MB)"),
     Setting("max_backoff", float, 30.0, "longest wait between retries while the storage is down"),
@@ -89,6 +93,10 @@ class Config:
 
     def secrets(self):
         return [v for k, v in self.values.items() if k in ("aws_secret_access_key", "aws_access_key_id") and v]
+
+
+#: the upload orders (journal.Journal.claim)
+ORDERS = ("newest", "oldest")
 
 
 class ConfigError(ValueError):
@@ -154,6 +162,8 @@ def load(args: Optional[argparse.Namespace] = None, required=("watch", "bucket")
                           + " (on the command line or in the config file)")
     if values["verify"] not in ("head", "get"):
         raise ConfigError("verify must be 'head' or 'get'")
+    if values["order"] not in ORDERS:
+        raise ConfigError(f"order must be one of {', '.join(ORDERS)}")
     if values["workers"] < 1:
         raise ConfigError("workers must be at least 1")
     values["state_dir"] = str(Path(values["state_dir"]).expanduser()) if values["state_dir"] else \

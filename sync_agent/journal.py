@@ -132,12 +132,13 @@ class Journal:
         with self._tx() as db:
             return db.execute("UPDATE files SET state='queued' WHERE state='uploading'").rowcount
 
-    def claim(self, now: Optional[float] = None) -> Optional[sqlite3.Row]:
-        """The newest queued file that is due, marked as in flight."""
+    def claim(self, now: Optional[float] = None, oldest: bool = False) -> Optional[sqlite3.Row]:
+        """The newest (or the oldest) queued file that is due, marked as in flight."""
         now = time.time() if now is None else now
+        order = "mtime_ns ASC, name ASC" if oldest else "mtime_ns DESC"
         with self._tx(immediate=True) as db:
             row = db.execute("SELECT * FROM files WHERE state='queued' AND next_try<=? "
-                             "ORDER BY mtime_ns DESC LIMIT 1", (now,)).fetchone()
+                             f"ORDER BY {order} LIMIT 1", (now,)).fetchone()
             if row is None:
                 return None
             db.execute("UPDATE files SET state='uploading', attempts=attempts+1 WHERE name=?", (row["name"],))

@@ -112,6 +112,23 @@ def test_newest_file_is_claimed_first(tmp_path):
     assert journal.claim() is None
 
 
+def test_a_past_night_goes_up_in_the_order_it_was_taken(tmp_path):
+    """`order = oldest` (a replay): the afternoon's calibrations before the frames they
+    serve; files of one time (copied with `cp`) in name order, which is Goodman's."""
+    import argparse
+
+    from sync_agent.config import SETTINGS, ConfigError, load
+
+    journal = Journal(tmp_path)
+    for name, t in [("0100_science.fits", 3000), ("0001_zero.fits", 1000), ("0002_zero.fits", 1000),
+                    ("0050_flat.fits", 2000)]:
+        journal.see(name, 10, t * 10**9, "queued")
+    assert [journal.claim(oldest=True)["name"] for _ in range(4)] == [
+        "0001_zero.fits", "0002_zero.fits", "0050_flat.fits", "0100_science.fits"]
+    with pytest.raises(ConfigError, match="order must be one of newest, oldest"):
+        load(argparse.Namespace(config=None, **{**{x.name: None for x in SETTINGS}, "order": "random"}), required=())
+
+
 def test_judge_proves_bytes_by_etag_or_checksum_never_by_an_echoed_claim(tmp_path):
     path = tmp_path / "f.fits"
     path.write_bytes(RAW)

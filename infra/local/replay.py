@@ -162,7 +162,9 @@ def replay(raw_dir: Path, out_dir: Path, timeout: float = 600.0, workers: int = 
     try:
         with tempfile.TemporaryDirectory(prefix="goodman-live-replay-") as state:
             progress(f"replaying {len(files)} files from {raw_dir} through {system.url}")
-            agent = system.start_sync_agent(raw_dir, Path(state), "--once", "--settle", "0",
+            # a past night in the order it was taken: its calibrations first, so that the
+            # frames they serve are reduced once, with them
+            agent = system.start_sync_agent(raw_dir, Path(state), "--once", "--settle", "0", "--order", "oldest",
                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             output, _ = agent.communicate(timeout=timeout)
             if agent.returncode != 0:
