@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from infra.simulator import make_night, write_night  # noqa: E402
 
 GOAL_SECONDS = 60.0
 FOLLOW_SECONDS = 0.5
+CORES = os.cpu_count() or 1
 
 
 def follow(base: str, night: str, http, stop: threading.Event, seen: dict) -> None:
@@ -98,6 +100,11 @@ def run(system: EmbeddedSystem, raw: Path, night: str, count: int, ingest_only: 
             "final": len(seen["final"]), "final_s": last("final")}
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def replay_then_floor(raws, nights, count: int, workers: int):
     """The replay, then the floor with the reduction stopped, on one stack (moto keeps one
     state per process; the floor's frames are never reduced). The reduction runs in a
@@ -107,8 +114,11 @@ def replay_then_floor(raws, nights, count: int, workers: int):
     # in this process, and a sweep of a 100-frame night costs seconds of CPU each time
     system.sweep_seconds = 600.0
     with system:
+        main_before = _cpu_seconds()
         full = run(system, raws[1], nights[1], count, ingest_only=False)
         full["reduction_peak_rss_mb"] = system.reduction_peak_rss_mb()
+        full["reduction_cpu_s"] = system.reduction_cpu_seconds()
+        full["main_cpu_s"] = _cpu_seconds() - main_before
         full["requests"] = system.stack.request_stats()
         system.reducer.terminate()
         system.reducer.wait(timeout=30)
@@ -171,6 +181,11 @@ def main(argv=None) -> int:
           f"({full['wall_s']:.1f} s; {full['wall_s'] / count:.2f} s per frame; floor {floor['wall_s']:.1f} s)")
     print(f"peak memory: this process (stack, ingest, API) {peak_mb:.0f} MB, the reduction process "
           f"{full['reduction_peak_rss_mb'] or 0:.0f} MB")
+    cpu = (full.get("reduction_cpu_s") or 0) + full["main_cpu_s"]
+    print(f"CPU during the replay: the reduction process {full.get('reduction_cpu_s') or 0:.0f} s, this process "
+          f"(moto, ingest, API) {full['main_cpu_s']:.0f} s: {cpu:.0f} s in all, at least {cpu / CORES:.0f} s on "
+          f"this machine's {CORES} cores; the reduction alone {(full.get('reduction_cpu_s') or 0) / args.science:.2f} s "
+          f"per science frame (masters and lamps included)")
     print_requests(full["requests"], count)
     if args.json:
         Path(args.json).write_text(json.dumps({"frames": count, "floor": floor, "replay": full,

@@ -134,6 +134,16 @@ class EmbeddedSystem:
             return False
         return all(p.idle() for p in self.pollers)
 
+    def reduction_cpu_seconds(self) -> Optional[float]:
+        """CPU seconds (user + system) the reduction process has used so far (Linux), or None."""
+        if not self.reducer:
+            return None
+        try:
+            fields = Path(f"/proc/{self.reducer.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def reduction_peak_rss_mb(self) -> Optional[float]:
         """Peak resident memory of the reduction process so far (Linux), or None."""
         if not self.reducer:
