@@ -14,7 +14,9 @@ def _answers(index: FileIndex, client, table: str) -> list:
         [f["file_id"] for f in iter_all_files(index, night, obstype, page_size=7)]     # GSI, paged
         for night in nights for obstype in (None, "OBJECT", "BIAS")
     ]
-    out.append(index.changes(nights[1], "", limit=5)[0])                              # GSI, range condition
+    feed = index.changes(nights[1], "", limit=5)                                       # GSI, range condition
+    out += [feed[0], index.changes(nights[1], feed[1], limit=50)[0]]
+    out.append(index.changes(nights[1], "", limit=50, obstype="BIAS")[0])
     out.append(index.list_nights(limit=50))                                            # table, newest first
     out.append(index.masters("BIAS", "RED_SP_2x2_R03.89_G01.48", "2029-01-20", "2029-02-03"))  # table, BETWEEN
     out.append(versions.list_versions(client, table, "qs-0005"))                      # table, begins_with
