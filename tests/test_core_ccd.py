@@ -375,3 +375,21 @@ def test_png_preview(night):
     assert elapsed < 0.5
     small = Image.open(io.BytesIO(preview.png_preview(np.ones((20, 50)), max_width=1024)))
     assert small.size == (50, 20)
+
+
+def test_a_master_stack_is_combined_in_place_with_the_same_result():
+    """masters._Stack combines the frames where they were written (no copy at the peak):
+    the same master as from a list of frames, frame for frame."""
+    from functions.core.combine import sigma_clipped_combine
+
+    rng = np.random.default_rng(4)
+    frames = [rng.normal(1000, 5, (40, 60)).astype(np.float32) for _ in range(7)]
+    frames[2][10, 10] = 60000.0                      # a hit the clipping must take out
+    expected = sigma_clipped_combine(frames)
+    stack = np.stack(frames)
+    got = sigma_clipped_combine(stack, overwrite=True)
+    assert np.array_equal(got, expected) and abs(got[10, 10] - 1000) < 20
+    assert np.all(np.diff(stack, axis=0) >= 0), "sorted in place, not copied"
+    kept = np.stack(frames)
+    sigma_clipped_combine(kept)
+    assert np.array_equal(kept, np.stack(frames)), "without overwrite the input is untouched"

@@ -35,21 +35,22 @@ def _median_of_sorted(s: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarr
 
 
 def sigma_clipped_combine(stack: Union[Sequence[np.ndarray], np.ndarray], sigma: float = 3.0,
-                          method: str = "median") -> np.ndarray:
+                          method: str = "median", overwrite: bool = False) -> np.ndarray:
     """Combine frames along axis 0, rejecting values beyond `sigma` robust sigmas of the median.
 
     One clipping pass: centre = median, width = 1.4826 * MAD of each pixel's values
     (at least the frame-wide median of those MADs, see below). Values
     with ``|x - median| > sigma * width`` are rejected, then the rest are combined with the
     median (default) or the mean. A pixel whose MAD is 0 (e.g. identical values) keeps
-    everything equal to its median, unless the frame-wide floor is larger. Returns float32; the inputs are not modified.
+    everything equal to its median, unless the frame-wide floor is larger. Returns float32; the inputs are not
+    modified, unless `overwrite` with a float32 array (sorted in place: a master's stack is not copied again).
     """
     if method not in METHODS:
         raise ValueError(f"unknown combine method {method!r}: choose one of {METHODS}")
     if sigma <= 0:
         raise ValueError("sigma must be positive")
     if isinstance(stack, np.ndarray):
-        arr = stack.astype(np.float32, copy=True)
+        arr = stack if overwrite and stack.dtype == np.float32 else stack.astype(np.float32, copy=True)
     else:
         frames: List[np.ndarray] = list(stack)
         if not frames:

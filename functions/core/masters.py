@@ -65,6 +65,25 @@ def _record_inputs(header: fits.Header, names: Optional[List[str]], kind: str) -
         put_name(header, f"GSP_IC{n + 1:02d}", name, f"Image used to create master {kind}")
 
 
+class _Stack:
+    """The frames of a master, each written into one float32 array as it is prepared
+    and combined there in place: a worker holds the stack once, not a list of frames
+    and then its copy (15 2x2 frames: 115 MB less at the peak)."""
+
+    def __init__(self, count: int):
+        self.count, self.used, self.array, self.header = count, 0, None, None
+
+    def add(self, frame: Frame) -> None:
+        if self.array is None:
+            self.array = np.empty((self.count,) + frame.data.shape, dtype=np.float32)
+            self.header = frame.header
+        self.array[self.used] = frame.data
+        self.used += 1
+
+    def combine(self, sigma: float) -> np.ndarray:
+        return sigma_clipped_combine(self.array[:self.used], sigma=sigma, method="median", overwrite=True)
+
+
 def make_master_bias(frames: List[RawFrame], sigma: float = 3.0, names: Optional[List[str]] = None) -> Frame:
     """Overscan-subtract and trim each raw bias, then sigma-clip-combine them (median).
 
@@ -72,9 +91,11 @@ def make_master_bias(frames: List[RawFrame], sigma: float = 3.0, names: Optional
     and GSP_IC01.. with `names` when given (goodman's keywords for the inputs).
     """
     _check_same(frames)
-    prepared = [_prepare(d, h) for d, h in frames]
-    data = sigma_clipped_combine([p[0].data for p in prepared], sigma=sigma, method="median")
-    header = prepared[0][0].header.copy()
+    stack = _Stack(len(frames))
+    for d, h in frames:
+        stack.add(_prepare(d, h)[0])
+    data = stack.combine(sigma)
+    header = stack.header.copy()
     header["NCOMBINE"] = (len(frames), "Number of images combined")
     header["GSP_COMB"] = (f"median, {sigma:g}-sigma MAD clipping", "Combination method")
     _record_inputs(header, names, "bias")
@@ -97,7 +118,7 @@ def make_master_flat(frames: List[RawFrame], master_bias: Optional[Frame], metho
     """
     _check_same(frames)
     threshold = saturation_threshold(frames[0][1])
-    kept, kept_names = [], []
+    stack, kept_names = _Stack(len(frames)), []
     for i, (d, h) in enumerate(frames):
         _, fraction = flag_saturation(frame_from_raw(d, h), threshold)
         if fraction * 100.0 >= max_saturated_percent:
@@ -105,17 +126,17 @@ def make_master_flat(frames: List[RawFrame], master_bias: Optional[Frame], metho
         frame, _, _ = _prepare(d, h)
         if master_bias is not None:
             frame = subtract_bias(frame, master_bias, bias_name or "master_bias")
-        kept.append(frame)
+        stack.add(frame)
         if names:
             kept_names.append(names[i])
-    if not kept:
+    if not stack.used:
         raise ValueError(f"all {len(frames)} flats have >= {max_saturated_percent}% saturated pixels")
-    combined = sigma_clipped_combine([f.data for f in kept], sigma=sigma, method="median")
+    combined = stack.combine(sigma)
     slit = slit_trim_section(combined)
     rows, _ = parse_section(slit)
     data = normalize_flat(combined, method=method, order=order, rows=rows)
-    header = kept[0].header.copy()
-    header["NCOMBINE"] = (len(kept), "Number of images combined")
+    header = stack.header.copy()
+    header["NCOMBINE"] = (stack.used, "Number of images combined")
     header["GSP_COMB"] = (f"median, {sigma:g}-sigma MAD clipping", "Combination method")
     header["GSP_NORM"] = (method, "Flat normalization method")
     if method in ("simple", "function"):
