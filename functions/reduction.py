@@ -554,13 +554,17 @@ def reduce_file(item: Dict[str, Any], services, config: ReductionConfig, force: 
     services.index.update_file(item["file_id"], fields)
     log.info("reduced %s -> %s (bias %s, flat %s%s)", item["file_name"], reduced_name,
              calibs.master_bias_name, calibs.master_flat_name, "; cleaning of the 2-D frame queued" if defer else "")
-    if report["obstype"] == "OBJECT":
-        spectroscopy.calibrate({**item, **fields}, services, config, extracted)
-    elif report["obstype"] == "COMP":
-        spectroscopy.lamp_reduced({**item, **fields}, services, config)
-    if defer:
-        send_task(services, _clean_task({**item, **fields}), background=True)
-    remove_unlisted(item["file_id"], earlier, services)
+    try:
+        if report["obstype"] == "OBJECT":
+            spectroscopy.calibrate({**item, **fields}, services, config, extracted)
+        elif report["obstype"] == "COMP":
+            spectroscopy.lamp_reduced({**item, **fields}, services, config)
+        if defer:
+            send_task(services, _clean_task({**item, **fields}), background=True)
+    finally:
+        # the new products are listed: the earlier ones go even if what follows fails
+        # (a retry would no longer know them, and they would stay behind as orphans)
+        remove_unlisted(item["file_id"], earlier, services)
 
 
 def _clean_task(item: Dict[str, Any]) -> Dict[str, Any]:

@@ -284,7 +284,17 @@ def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extrac
         remove_unlisted(item["file_id"], earlier, services)
         return
     lamp = choice.lamp
-    lamp_data, lamp_header = _load_lamp(lamp, services)
+    try:
+        lamp_data, lamp_header = _load_lamp(lamp, services)
+    except services.s3.exceptions.NoSuchKey:
+        if looks >= PENDING_LAMP_LOOKS:
+            raise
+        # The lamp was reduced again after the night's listing was read (an index lags
+        # its table): its new product is listed in a moment. Look again then.
+        log.info("%s: lamp %s was reduced again meanwhile; looking again", item["file_name"], lamp["file_name"])
+        send_task(services, {"task": "calibrate", "file_id": item["file_id"], "looks": looks + 1},
+                  delay=PENDING_LAMP_LOOK_SECONDS)
+        return
     extracted = extracted if extracted is not None else _read_extracted(item, services)
     new: List[Dict[str, Any]] = []
     mapping_notes: List[str] = []

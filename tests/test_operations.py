@@ -155,6 +155,41 @@ def test_a_cleaning_that_gives_up_leaves_the_spectra_and_says_so_then_is_redrive
     assert "reduced" in kinds and "quicklook" not in kinds and "extracted" in kinds, kinds
 
 
+def test_a_reduction_that_fails_after_listing_its_products_leaves_no_orphans(system, s3, api, monkeypatch,
+                                                                             fast_retries, science_frame):
+    """A reduction lists its new products, then fails (its calibration cannot read the
+    lamp): the earlier reduction's products that it does not list (the cleaned 2-D frame
+    and its preview) are deleted all the same. The retry would no longer know them, and
+    they stayed behind as objects no item lists, for good once the file gave up."""
+    from functions import spectroscopy
+
+    night = "2034-04-05"
+    key = f"{system.raw_prefix}{night}/0306_again.fits"
+    fid = file_id_for(system.raw_bucket, key)
+    s3.put_object(Bucket=system.raw_bucket, Key=key, Body=science_frame)
+    first = api.wait_for(fid, statuses=("reduced",), timeout=60)
+    assert any(p["kind"] == "reduced" for p in first["products"])
+    system.wait_idle(30)
+    real_calibrate = spectroscopy.calibrate
+
+    def failing(item, *args, **kwargs):
+        if item["file_id"] == fid:
+            raise RuntimeError("injected: the lamp could not be read")
+        return real_calibrate(item, *args, **kwargs)
+
+    monkeypatch.setattr(spectroscopy, "calibrate", failing)
+    services = warm_services()
+    services.sqs.send_message(QueueUrl=services.settings.work_queue_url,
+                              MessageBody=json.dumps({"goodman_live_task": {"task": "reduce", "file_id": fid,
+                                                                            "force": True}}))
+    failed = api.wait_for(fid, statuses=("failed",), timeout=60)
+    assert "injected" in failed["error"] and any(p["kind"] == "extracted" for p in failed["products"])
+    system.wait_idle(30)
+    report = consistency.check(services, reduction.config_for(services), nights=[night], orphan_grace=0,
+                               raw_grace=0)
+    assert [f.kind for f in report.findings if f.kind == "orphan_object"] == [], report.lines()
+
+
 def test_a_message_left_in_a_dead_letter_queue_is_listed_and_redriven(system, s3, sqs, api):
     """The dead-letter function disabled: the message waits in the queue, and is found
     there, read without being taken, and redriven from it."""
