@@ -33,6 +33,15 @@ def service_of(environ) -> str:
     return "s3"
 
 
+def peek_body(environ) -> bytes:
+    """The request's body (CONTENT_LENGTH bytes of wsgi.input), put back as a fresh
+    stream so the app behind can still read it."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(raw)
+    return raw
+
+
 def _written_keys(operation: str, body: Dict[str, Any]) -> List[Tuple[str, Dict[str, Any]]]:
     """(table, key) of every item a write request touches."""
     if operation == "PutItem":
@@ -183,10 +192,7 @@ class FaultyApp:
         if service != "dynamodb" or not faults.gsi_lag:
             return self.app(environ, start_response)
         operation = environ.get("HTTP_X_AMZ_TARGET", "").split(".", 1)[-1]
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        raw = environ["wsgi.input"].read(length) if length else b""
-        environ["wsgi.input"] = io.BytesIO(raw)
-        request = json.loads(raw or b"{}")
+        request = json.loads(peek_body(environ) or b"{}")
         if operation in _DDB_WRITES:
             keys = faults.before_write(operation, request)
             out = list(self.app(environ, start_response))

@@ -5,7 +5,6 @@ Everything talks to it over HTTP through `endpoint_url`, exactly as to AWS or Mi
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ from typing import Any, Dict, List, Optional
 import boto3
 
 from infra import definition as stackdef
-from infra.local.faults import Faults, FaultyApp, service_of
+from infra.local.faults import Faults, FaultyApp, peek_body, service_of
 
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "goodman-live-local", "AWS_SECRET_ACCESS_KEY": "goodman-live-local"}
 
@@ -104,9 +103,7 @@ class RequestStats:
         service = service_of(environ)
         operation = environ.get("HTTP_X_AMZ_TARGET", "").split(".", 1)[-1] or environ.get("REQUEST_METHOD", "")
         if service == "dynamodb" and operation == "Query":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            raw = environ["wsgi.input"].read(length) if length else b""
-            environ["wsgi.input"] = io.BytesIO(raw)
+            raw = peek_body(environ)
             index, partition = self._INDEX.search(raw), self._PARTITION.search(raw)
             operation += f" {index.group(1).decode() if index else 'table'}"
             if not index and partition:   # which of the table's partitions: MASTER#, FILE#, USER#...
