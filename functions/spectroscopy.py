@@ -272,9 +272,8 @@ def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extrac
     kept = [p for p in item.get("products", []) if p.get("kind") not in CALIBRATED_KINDS]
     earlier = product_keys(p for p in item.get("products", []) if p.get("kind") in CALIBRATED_KINDS)
     if choice.lamp is None:
-        if choice.pending and looks < PENDING_LAMP_LOOKS:
-            send_task(services, {"task": "calibrate", "file_id": item["file_id"], "looks": looks + 1},
-                      delay=PENDING_LAMP_LOOK_SECONDS)
+        if choice.pending:
+            _look_again(item, services, looks)
         reason = _no_lamp_reason(item, choice)
         for s in spectra:
             s.update(wavelength=None, wavelength_error=reason)
@@ -287,13 +286,11 @@ def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extrac
     try:
         lamp_data, lamp_header = _load_lamp(lamp, services)
     except services.s3.exceptions.NoSuchKey:
-        if looks >= PENDING_LAMP_LOOKS:
-            raise
         # The lamp was reduced again after the night's listing was read (an index lags
         # its table): its new product is listed in a moment. Look again then.
+        if not _look_again(item, services, looks):
+            raise
         log.info("%s: lamp %s was reduced again meanwhile; looking again", item["file_name"], lamp["file_name"])
-        send_task(services, {"task": "calibrate", "file_id": item["file_id"], "looks": looks + 1},
-                  delay=PENDING_LAMP_LOOK_SECONDS)
         return
     extracted = extracted if extracted is not None else _read_extracted(item, services)
     new: List[Dict[str, Any]] = []
@@ -311,6 +308,16 @@ def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extrac
     log.info("calibrated %s with %s: %s", item["file_name"], lamp["file_name"],
              ", ".join(f"#{s['number']} " + (f"rms {s['wavelength']['rms_pixels']:.3f} px" if s.get("wavelength")
                                               else f"failed ({s.get('wavelength_error')})") for s in spectra))
+
+
+def _look_again(item: Dict[str, Any], services, looks: int) -> bool:
+    """Queue this frame's calibration once more, PENDING_LAMP_LOOK_SECONDS from now,
+    unless it has looked PENDING_LAMP_LOOKS times already; whether it was queued."""
+    if looks >= PENDING_LAMP_LOOKS:
+        return False
+    send_task(services, {"task": "calibrate", "file_id": item["file_id"], "looks": looks + 1},
+              delay=PENDING_LAMP_LOOK_SECONDS)
+    return True
 
 
 def _calibrate_one(item, s, choice, lamp_data, lamp_header, extracted, services, config, new,
