@@ -48,7 +48,9 @@ def test_background_work_is_a_second_event_source_on_the_reduction_capped_at_two
     res = build_template(d)["Resources"]
     events = res["ReduceFunction"]["Properties"]["Events"]
     main, background = events["Queue"]["Properties"], events["Background"]["Properties"]
-    assert main["Queue"] == {"Fn::GetAtt": ["ReduceQueue", "Arn"]} and "ScalingConfig" not in main
+    assert main["Queue"] == {"Fn::GetAtt": ["ReduceQueue", "Arn"]}
+    # the work queue's cap only keeps a flood from taking the account's whole concurrency
+    assert main["ScalingConfig"]["MaximumConcurrency"] == d["reduce_function"]["maximum_concurrency"] >= 50
     assert background["Queue"] == {"Fn::GetAtt": ["BackgroundQueue", "Arn"]}
     assert background["ScalingConfig"] == {"MaximumConcurrency": 2} == {
         "MaximumConcurrency": d["background_queue"]["maximum_concurrency"]}
@@ -98,3 +100,55 @@ def test_cfn_lint_accepts_it():
     lint = Path(sys.executable).with_name("cfn-lint")  # installed in the venv from requirements.txt
     proc = subprocess.run([str(lint), str(TEMPLATE_FILE)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_storage_is_private_encrypted_and_tls_only_and_the_index_recoverable():
+    d = stackdef.load()
+    res = build_template(d)["Resources"]
+    for bucket in ("RawBucket", "ProductsBucket", "SiteBucket"):
+        props = res[bucket]["Properties"]
+        assert props["PublicAccessBlockConfiguration"] == dict.fromkeys(
+            ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True), bucket
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+        rules = props["LifecycleConfiguration"]["Rules"]
+        assert any("AbortIncompleteMultipartUpload" in r for r in rules), bucket
+        policy = res[bucket + "Policy"]["Properties"]["PolicyDocument"]["Statement"]
+        assert any(st["Effect"] == "Deny" and st["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+                   for st in policy), bucket
+    products = res["ProductsBucket"]["Properties"]
+    assert products["VersioningConfiguration"] == {"Status": "Enabled"}
+    older = next(r for r in products["LifecycleConfiguration"]["Rules"] if "NoncurrentVersionTransitions" in r)
+    assert older["NoncurrentVersionTransitions"][0]["StorageClass"] == "STANDARD_IA"
+    assert older["NoncurrentVersionExpiration"]["NoncurrentDays"] == d["products_bucket"]["noncurrent_expire_days"]
+    table = res["IndexTable"]["Properties"]
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    # the page: only CloudFront reads its bucket, through origin access control, over HTTPS
+    site = res["SiteDistribution"]["Properties"]["DistributionConfig"]
+    assert site["Origins"][0]["OriginAccessControlId"] == {"Fn::GetAtt": ["SiteOriginAccessControl", "Id"]}
+    assert site["DefaultCacheBehavior"]["ViewerProtocolPolicy"] == "redirect-to-https"
+    reader = res["SiteBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert reader["Principal"] == {"Service": "cloudfront.amazonaws.com"} and reader["Action"] == "s3:GetObject"
+
+
+def test_alarms_cover_dead_letters_errors_and_a_queue_falling_behind():
+    res = build_template(stackdef.load())["Resources"]
+    alarms = {k: v["Properties"] for k, v in res.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    metrics = {(a["Namespace"], a["MetricName"]) for a in alarms.values()}
+    assert metrics == {("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
+                       ("AWS/Lambda", "Errors")}
+    dead = [a for a in alarms.values() if a["MetricName"] == "ApproximateNumberOfMessagesVisible"]
+    assert {a["Dimensions"][0]["Value"]["Fn::GetAtt"][0] for a in dead} == {
+        "IngestQueueDeadLetterQueue", "ReduceQueueDeadLetterQueue", "BackgroundQueueDeadLetterQueue"}
+    assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
+    assert res["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+
+
+def test_each_function_gets_the_layers_it_imports_and_only_the_rights_it_uses():
+    res = build_template(stackdef.load())["Resources"]
+    functions = {k: v["Properties"] for k, v in res.items() if v["Type"] == "AWS::Serverless::Function"}
+    assert functions["IngestFunction"]["Layers"] == [{"Ref": "NumericLayer"}]
+    assert functions["ReduceFunction"]["Layers"] == [{"Ref": "NumericLayer"}, {"Ref": "ScienceLayer"}]
+    assert all(f["Runtime"] == "python3.11" and f["Architectures"] == ["x86_64"] for f in functions.values())
+    # ingest reads raw frames and never writes products
+    ingest = functions["IngestFunction"]["Policies"]
+    assert not any("S3CrudPolicy" in p for p in ingest) and any("S3ReadPolicy" in p for p in ingest)
