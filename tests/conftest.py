@@ -18,6 +18,27 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED_REAL = ROOT.parent / "shared" / "data" / "real"
 
 
+#: the stack definition's parts that bear a global name in moto's (per-process) backends
+NAMED = ("raw_bucket", "products_bucket", "index_table", "ingest_queue", "reduce_queue", "background_queue")
+
+
+def local_stack_apart(visibility_timeout: int = 2):
+    """A started local stack (no functions, no API) whose resources are named apart:
+    moto's backends are one per process, and the session's embedded system holds the
+    definition's own names."""
+    import uuid
+
+    from infra import definition as stackdef
+    from infra.local.stack import LocalStack
+
+    d, tag = stackdef.load(), uuid.uuid4().hex[:6]
+    for part in NAMED:
+        d[part]["name"] += f"-{tag}"
+        if "dead_letter_queue" in d[part]:
+            d[part]["dead_letter_queue"] += f"-{tag}"
+    return LocalStack(definition=d, visibility_timeout=visibility_timeout).start()
+
+
 @pytest.fixture(scope="session")
 def system():
     from infra.local.system import EmbeddedSystem, quiet_logging

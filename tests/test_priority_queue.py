@@ -7,30 +7,18 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 
 import pytest
 
 from functions.services import TASK_KEY, Services, send_task
 from golive_data.settings import Settings
-from infra import definition as stackdef
 from infra.local.runner import QueuePoller
-from infra.local.stack import LOCAL_CREDENTIALS, LocalStack
-
-#: the stack definition's parts that bear a global name in moto's (per-process) backends
-NAMED = ("raw_bucket", "products_bucket", "index_table", "ingest_queue", "reduce_queue", "background_queue")
-
+from infra.local.stack import LOCAL_CREDENTIALS
+from tests.conftest import local_stack_apart
 
 @pytest.fixture(scope="module")
 def stack():
-    """The local stack, its resources named apart (moto's backends are one per process,
-    and the embedded system of other tests may hold the definition's own names)."""
-    d, tag = stackdef.load(), uuid.uuid4().hex[:6]
-    for part in NAMED:
-        d[part]["name"] += f"-{tag}"
-        if "dead_letter_queue" in d[part]:
-            d[part]["dead_letter_queue"] += f"-{tag}"
-    local = LocalStack(definition=d, visibility_timeout=2).start()
+    local = local_stack_apart()
     yield local
     local.stop()
 
