@@ -19,7 +19,7 @@ from chalicelib.spectrum import spectrum_data
 from chalicelib.views import expires_at, night_downloads, night_objects, with_download_urls
 from golive_data import archives, imexam, linefit, linefits, versions
 from golive_data.access import AccessError, Directory, ROLE_OBSERVER, ROLE_PI, ROLES, check_username, proposal_id
-from golive_data.index import BadRequest, FileIndex, iter_all_files, public_view
+from golive_data.index import BadRequest, FileIndex, iter_all_files, plausible_file_id, public_view
 from golive_data.parameters import describe as describe_settings, validate as validate_settings
 from golive_data.settings import Settings
 
@@ -191,7 +191,7 @@ def files():
 
 def _visible_file(caller: access.Caller, file_id: str) -> dict:
     """The file as the caller may see it; 404, as if it did not exist, otherwise."""
-    item = _index().get_file(file_id) if access.plausible_file_id(file_id) else None
+    item = _index().get_file(file_id) if plausible_file_id(file_id) else None
     shown = caller.visible_in(item["night"])([public_view(item)]) if item else []
     if not shown:
         raise NotFoundError(f"no file with id {file_id}")
@@ -384,7 +384,7 @@ def archive_status(archive_id):
     failed (with the reason)."""
     caller = _caller()
     found = archives.get_archive(_client("dynamodb"), _settings().index_table, archive_id) \
-        if access.plausible_file_id(archive_id) else None
+        if plausible_file_id(archive_id) else None
     if not found or (found.get("requested_by") != caller.principal.username and not caller.principal.staff):
         raise NotFoundError(f"no archive {archive_id}")
     shown = archives.public(found)

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from golive_data.access import CALIBRATION_TYPES, Directory, Principal, Resolver, can_read
-from golive_data.index import FileIndex, iter_all_files, plausible_file_id  # noqa: F401 (the API's)
+from golive_data.index import FileIndex, iter_all_files
 from golive_data.item import REDUCED_TYPES
 
 from .auth import LEEWAY, Unauthorized
