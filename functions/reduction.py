@@ -132,6 +132,20 @@ def dlq_handler(event: Dict[str, Any], context: Any = None) -> Dict[str, Any]:
     return sqs_batch(event, dead_lettered)
 
 
+#: Where a task's failure shows: by default on its file (`retrying` while the queue tries
+#: again, `failed` when it gives up); a deferred cleaning's only on the file's cleaning
+#: (its spectra are final: the file stays as it was); a re-reduction's on its version
+#: (the file shows the version before).
+_FAILURE_SHOWN_ON = {"clean": "cleaning", "rereduce": "version"}
+#: How the error of a failed cleaning starts.
+_CLEANING_ERROR = "cleaning of the 2-D frame: "
+
+
+def _failure_shown_on(task: Dict[str, Any]) -> str:
+    """"file", "cleaning" or "version" (see _FAILURE_SHOWN_ON)."""
+    return _FAILURE_SHOWN_ON.get(task.get("task"), "file")
+
+
 def handle_message(body: Any, services: Services, attempt: int = 1) -> None:
     task = parse_task(body)
     if task is None:
@@ -140,14 +154,13 @@ def handle_message(body: Any, services: Services, attempt: int = 1) -> None:
     try:
         handle_task(task, services, config_for(services))
     except Exception as exc:
-        # (a failed re-reduction is its version's failure: the file shows the version before)
-        # (a failed cleaning leaves the spectra as they are: the file stays as it was)
-        if task.get("file_id") and task.get("task") != "rereduce":
+        shown_on = _failure_shown_on(task)
+        if task.get("file_id") and shown_on != "version":
             error = f"attempt {attempt} failed: {type(exc).__name__}: {exc}"
             try:
-                services.index.update_file(task["file_id"], {"error": f"cleaning of the 2-D frame: {error}"}
-                                           if task.get("task") == "clean" else {"status": STATUS_RETRYING,
-                                                                                "error": error})
+                services.index.update_file(task["file_id"], {"error": _CLEANING_ERROR + error}
+                                           if shown_on == "cleaning" else {"status": STATUS_RETRYING,
+                                                                           "error": error})
             except Exception:
                 log.exception("could not record the failure on %s", task["file_id"])
         raise
@@ -171,10 +184,10 @@ def dead_lettered(body: Any, services: Services, attempt: int = 1) -> None:
     if version:
         versions.update_version(*versions.store_of(services.index), task["file_id"], version["version"],
                                 {"status": versions.FAILED, "error": reason, "finished_at": utcnow()})
-    elif task.get("task") == "clean" and existing and existing.get("cleaning") == CLEANING_QUEUED:
+    elif _failure_shown_on(task) == "cleaning" and existing and existing.get("cleaning") == CLEANING_QUEUED:
         # its spectra are final: only the 2-D frame stays uncleaned (the quicklook)
         services.index.update_file(task["file_id"], {
-            "status": STATUS_REDUCED, "cleaning": CLEANING_FAILED, "error": f"cleaning of the 2-D frame: {reason}",
+            "status": STATUS_REDUCED, "cleaning": CLEANING_FAILED, "error": _CLEANING_ERROR + reason,
             "dead_letter": deadletters.note(entry)})
     elif existing and existing.get("status") not in FINAL_STATUSES:
         services.index.update_file(task["file_id"], {"status": STATUS_FAILED, "error": reason,
