@@ -9,10 +9,12 @@ the reduction tests, which compare what they recover with the recorded truth.
     write_night("out/live", plan, cadence=2.0, write_seconds=0.5)   # files appear and grow
     make_night(binning=(1, 1), lamp_binning=(3, 3), roi="Spectroscopic ZZ Ceti", lamp_roi="full",
                slit=1.0, flat_slit=2.0, lamp_offset=22)   # per-frame setups, as on real nights
+    make_night(standard="LTT3218")            # + a spectrophotometric standard; targets in erg/s/cm^2/A
 
 Modules: `geometry` (where things are on the raw frame), `reference` (goodman-pipeline's
 reference lamps and NIST lists), `plan` (the night as plain data), `spectra` (1-D light
-on the truth wavelength scale), `cosmics` (cosmic-ray hits), `headers` (raw headers),
+on the truth wavelength scale), `standards` (spectrophotometric standards and extinction,
+from the pipeline's data), `cosmics` (cosmic-ray hits), `headers` (raw headers),
 `frames` (pixel synthesis), `truth` (truth.json), `writer` (files as the instrument
 writes them). ``python -m infra.simulator --out DIR`` is the command line.
 

@@ -5,7 +5,7 @@
         [--lamp 400M2_GG455_HgArNe] [--tilt 0.0]
         [--binning '2 2'] [--lamp-binning B] [--flat-binning B] [--bias-binning B ...]
         [--roi full|'Spectroscopic ZZ Ceti'|FIRST:N] [--lamp-roi R] [--flat-roi R]
-        [--slit 1.0] [--lamp-slit S] [--flat-slit S] [--lamp-offset 0.0]
+        [--slit 1.0] [--lamp-slit S] [--flat-slit S] [--lamp-offset 0.0] [--standard LTT3218]
 
 Binnings as CCDSUM ('1 1', '3 3') or 1x1; an ROI as a preset name or FIRST:N unbinned rows
 from the first row of the full window; slits in arcsec; the lamp offset in unbinned px.
@@ -49,6 +49,8 @@ def main(argv=None) -> int:
     parser.add_argument("--flat-slit", type=float, default=None, help="flats' slit, arcsec (default: --slit)")
     parser.add_argument("--lamp-offset", type=float, default=0.0,
                         help="constant shift of lamps and science from the reference lamp, unbinned px (|x| <= 40)")
+    parser.add_argument("--standard", default=None,
+                        help="a spectrophotometric standard (esofil_info.txt name): a night with absolute fluxes")
     args = parser.parse_args(argv)
 
     def roi(text):
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
                           binning=args.binning, lamp_binning=args.lamp_binning, flat_binning=args.flat_binning,
                           bias_binning=args.bias_binning, roi=roi(args.roi), lamp_roi=roi(args.lamp_roi),
                           flat_roi=roi(args.flat_roi), slit=args.slit, lamp_slit=args.lamp_slit,
-                          flat_slit=args.flat_slit, lamp_offset=args.lamp_offset)
+                          flat_slit=args.flat_slit, lamp_offset=args.lamp_offset, standard=args.standard)
     except ValueError as exc:
         parser.error(str(exc))
     frames = {f.filename: f for f in plan.frames}

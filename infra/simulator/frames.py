@@ -12,7 +12,9 @@ The electrons a pixel collects are
   error-function edges (sigma 1.5 rows) and a 3 % gradient end to end (2x2 full frame;
   the same unbinned rows in any other readout, cut to its window);
 * ``source(c) * P``: the target, its electrons per column spread over rows by a Gaussian of
-  the frame's FWHM centred on ``trace.row(c)``, integrated over each row;
+  the frame's FWHM centred on ``trace.row(c)``, integrated over each row; on physical
+  nights (a standard) from its absolute flux, `spectra.physical_source_spectrum`, with
+  each pixel's width in angstrom and the frame's AIRMASS card;
 * ``prnu``: pixel response non-uniformity, 1 % rms, the same for every frame of the night.
 
 Then ADU = Poisson(e)/GAIN (Gaussian limit from 200 e- up) + cosmic-ray electrons/GAIN + bias(r, c) + bias_offset + N(0, RDNOISE/GAIN),
@@ -38,7 +40,7 @@ from scipy.special import ndtr
 
 from . import geometry, spectra
 from .geometry import Geometry
-from .headers import build_header
+from .headers import build_header, frame_airmass
 from .plan import FramePlan, NightPlan
 from .reference import load_reference_lamp
 
@@ -139,14 +141,26 @@ def frame_spectra(plan: NightPlan, frame: FramePlan, rows=None) -> Tuple[np.ndar
         sky = spectra.sky_lines(sol, filt, sigma, frame.exptime).through_slit(k)
         diffuse[lit] = (spectra.sky_continuum(sol.wavelength(x), frame.exptime, sol, filt) * (geom.pixel_scale * k)
                         + sky.integrate(x - sb / 2.0, x + sb / 2.0) * (pb / 2.0))
-        t = frame.target
-        row = frame.trace.row(cols)
-        xs = geom.column_to_x(cols, frame.shift or 0.0, row, plan.tilt)
         source = np.zeros(geom.n_cols)
-        source[geom.first_lit_col:geom.last_lit_col + 1] = spectra.source_spectrum(
-            sol.wavelength(xs), t.temperature, t.rate, t.halpha_depth, t.halpha_sigma, frame.exptime, sol,
-            filt) * (sb / 2.0)
+        source[geom.first_lit_col:geom.last_lit_col + 1] = _target_spectrum(plan, frame, sol, filt)
     return diffuse, source
+
+
+def _target_spectrum(plan: NightPlan, frame: FramePlan, sol, filt: str) -> np.ndarray:
+    """The target's electrons per lit column (summed along the slit), at the wavelength of the trace.
+
+    A `rate` target is scaled from its 2x2 column (sb/2); a physical one gets each
+    pixel's own width in angstrom (dispersion * sb) and the frame's AIRMASS card.
+    """
+    t = frame.target
+    geom = frame.geometry
+    cols = geom.lit_columns()
+    xs = geom.column_to_x(cols, frame.shift or 0.0, frame.trace.row(cols), plan.tilt)
+    if t.flux_model is None:
+        return spectra.source_spectrum(sol.wavelength(xs), t.temperature, t.rate, t.halpha_depth, t.halpha_sigma,
+                                       frame.exptime, sol, filt) * (geom.sb / 2.0)
+    return spectra.physical_source_spectrum(t.flux_model, sol.wavelength(xs), sol.dispersion(xs) * geom.sb,
+                                            frame_airmass(plan, frame), frame.exptime, sol, filt)
 
 
 def expected_electrons(plan: NightPlan, frame: FramePlan) -> np.ndarray:

@@ -129,6 +129,27 @@ def _raw_cards(lamp_name: str):
     return tuple(cards)
 
 
+def _coordinates(plan: NightPlan, frame: FramePlan):
+    """(RA, Dec) text the telescope points at during `frame`.
+
+    The target (science, and lamps that bracket it); otherwise the telescope sits where
+    it was parked for the afternoon: the zenith at the night's first frame. These must
+    not change from frame to frame: goodman-pipeline groups calibrations by OBSRA/OBSDEC,
+    and a bias with its own coordinates would be a group of one.
+    """
+    if frame.target is not None:
+        return frame.target.ra, frame.target.dec
+    return _hms(_lst_hours(plan.frames[0].start)), _hms(SOAR_LATITUDE)
+
+
+def frame_airmass(plan: NightPlan, frame: FramePlan) -> float:
+    """The AIRMASS card of `frame` (at the start of the exposure, 3 decimals): the airmass
+    physical sources are rendered through, so a reduction that reads the card corrects
+    exactly the extinction that was applied."""
+    ra_text, dec_text = _coordinates(plan, frame)
+    return round(pointing(frame.start, _parse_sexagesimal(ra_text), _parse_sexagesimal(dec_text))[2], 3)
+
+
 def slit_card(width: float) -> str:
     """The SLIT value Goodman writes for a long slit `width` arcsec wide: '1.0" long slit', '0.45" long slit'."""
     text = f"{width:.3f}".rstrip("0")
@@ -160,21 +181,13 @@ def build_header(plan: NightPlan, frame: FramePlan) -> fits.Header:
     h.set("OPENDATE", opened.strftime("%Y-%m-%d"), "GPS-Synched Time for Shutter Open (UT)")
     h.set("CLOSETIM", hms(closed, 7), "This is the GPS-Synched Time for Shutter Closi")
 
-    # pointing: the target (science, and lamps that bracket it); otherwise the telescope
-    # sits where it was parked for the afternoon: the zenith at the night's first frame.
-    # These must not change from frame to frame: goodman-pipeline groups calibrations by
-    # OBSRA/OBSDEC, and a bias with its own coordinates would be a group of one.
-    if frame.target is not None:
-        ra_text, dec_text = frame.target.ra, frame.target.dec
-    else:
-        ra_text, dec_text = _hms(_lst_hours(plan.frames[0].start)), _hms(SOAR_LATITUDE)
-    ra_h, dec_d = _parse_sexagesimal(ra_text), _parse_sexagesimal(dec_text)
-    lst, ha, airmass, az, el = pointing(start, ra_h, dec_d)
+    ra_text, dec_text = _coordinates(plan, frame)
+    lst, ha, _, az, el = pointing(start, _parse_sexagesimal(ra_text), _parse_sexagesimal(dec_text))
     h.set("RA", ra_text, "right ascension [hh:mm:ss.sss]")
     h.set("DEC", dec_text, "declination [dd:mm:ss.sss]")
     h.set("OBSRA", ra_text, "target right ascension [hh:mm:ss.sss]")
     h.set("OBSDEC", dec_text, "target declination  [hh:mm:ss.sss]")
-    h.set("AIRMASS", round(airmass, 3), "airmass at approx. start of exposure")
+    h.set("AIRMASS", frame_airmass(plan, frame), "airmass at approx. start of exposure")
     h.set("LST", _hms(lst), "Local Sidereal Time  [hh:mm:ss.sss]")
     h.set("HA", _hms(ha), "Hour Angle  [hh:mm:ss.sss]")
     h.set("MOUNT_AZ", round(az, 6), "SOAR mount azimuth")

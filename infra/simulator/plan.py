@@ -30,6 +30,18 @@ science exposure times do not change. `lamp_offset` adds a constant shift (unbin
 to every exposed frame (lamps, science and flats), as real nights sit 15-40 px away from
 goodman-pipeline's reference lamps; the flexure above comes on top.
 
+Physical nights (``standard=``, e.g. "LTT3218"; for testing flux calibration): the night
+starts with one more OBJECT frame, the spectrophotometric standard at its catalogue
+position (`standards`), rendered from its tabulated flux, and its science targets are
+`PHYSICAL_TARGETS` (white dwarfs with absolute fluxes, no standards). Both go through the
+same instrument model (`spectra.electron_rate`) at their frames' AIRMASS. The standard is
+taken first, at 00:30 UTC, when it is near the meridian; the science targets sit lower
+(airmass ~1.3-1.4 on the default date), so a calibration must correct the difference.
+The observer exposes the standard to STANDARD_PEAK_ADU at its brightest pixel, judged at
+airmass 1 and the sharpest seeing the plan draws, so the rendered peak is at most that
+(plus the few per cent of pixel response and sky), far from saturation. Without
+`standard` the night is exactly as before.
+
 Random streams (numpy PCG64 via SeedSequence): ``[seed, 0]`` night-level choices,
 ``[seed, 1, seq]`` per-frame choices, ``[seed, 2, seq]`` cosmic rays, ``[seed, 3, seq]``
 pixel noise, ``[seed, 4]`` the fixed pattern (bias structure, pixel response).
@@ -41,8 +53,9 @@ from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 import numpy as np
+from scipy.special import ndtr
 
-from . import cosmics, geometry
+from . import cosmics, geometry, spectra, standards
 from .geometry import Geometry
 from .reference import load_reference_lamp
 
@@ -57,6 +70,11 @@ SHIFT_LIMIT = 3.0  # |flexure shift| in unbinned px
 LAMP_OFFSET_LIMIT = 40.0  # |lamp_offset| in unbinned px
 #: The slit of the reference lamps (their SLIT card), which sets the line width.
 REFERENCE_SLIT = 0.45  # arcsec
+#: Physical nights: the standard's brightest pixel (ADU above bias) the observer exposes to,
+#: the sharpest trace the plan draws (FWHM, 2x2 rows), and where the standard sits on the slit.
+STANDARD_PEAK_ADU = 25000.0
+SHARPEST_FWHM = 2.0
+STANDARD_ROW = 500.0
 
 
 @dataclass(frozen=True)
@@ -72,12 +90,32 @@ class Target:
     halpha_sigma: float  # angstrom
     exptime: float  # s
     row: float  # nominal trace row (0-based) at the centre column
+    flux_5500: Optional[float] = None  # erg/s/cm^2/A of the continuum at 5500 A: rendered physically, `rate` unused
+    standard: Optional[str] = None  # a spectrophotometric standard rendered from its table (colour fields unused)
+
+    @property
+    def flux_model(self) -> Optional[dict]:
+        """The absolute spectrum this target is rendered from (`spectra.input_flux`), None for `rate` targets."""
+        if self.standard is not None:
+            return {"kind": "table", "standard": self.standard}
+        if self.flux_5500 is not None:
+            return {"kind": "blackbody", "temperature": self.temperature, "flux_5500": self.flux_5500,
+                    "halpha_depth": self.halpha_depth, "halpha_sigma": self.halpha_sigma}
+        return None
 
 
 #: Two southern white dwarfs (spectrophotometric standards, broad Balmer lines).
 TARGETS = (
     Target("EG21", "03:10:30.980", "-68:36:03.400", 16000.0, 25.0, 0.45, 14.0, 300.0, 470.0),
     Target("LTT3218", "08:41:32.430", "-32:56:32.900", 9000.0, 15.0, 0.55, 12.0, 360.0, 530.0),
+)
+
+#: Physical nights' science targets: the colours and H-alpha lines of the two above, absolute
+#: fluxes, and made-up names and positions more than 10 degrees from every catalogued
+#: standard, so that only the standard frame is recognised as one.
+PHYSICAL_TARGETS = (
+    Target("WD0948-70", "09:48:17.600", "-70:04:52.000", 16000.0, 0.0, 0.45, 14.0, 600.0, 470.0, flux_5500=2e-15),
+    Target("WD0502-62", "05:02:33.100", "-61:52:16.000", 9000.0, 0.0, 0.55, 12.0, 900.0, 530.0, flux_5500=1e-15),
 )
 
 
@@ -160,6 +198,11 @@ class NightPlan:
         return all(f.is_default_setup for f in self.frames)
 
     @property
+    def physical(self) -> bool:
+        """True when the night's targets have absolute fluxes (a night with a standard)."""
+        return any(f.target is not None and f.target.flux_model is not None for f in self.frames)
+
+    @property
     def science_geometry(self) -> Geometry:
         """The readout of the science frames (else of the first exposed frame, else the first)."""
         for kind in ("science", "comp", "flat", "bias"):
@@ -226,13 +269,39 @@ def _scaled_exptime(nominal: float, factor: float) -> float:
     return max(0.1, round(nominal * factor, 1))
 
 
+def _standard_exptime(name: str, lamp: str, geom: Geometry) -> float:
+    """The standard's exposure: its brightest pixel at STANDARD_PEAK_ADU above bias.
+
+    Judged brighter than it will be rendered: at airmass 1, with the sharpest trace the
+    plan draws centred on a row (flexure moves the spectrum a few pixels, which leaves its
+    brightest column as bright). Whole seconds (tenths below 10 s), rounded down.
+    """
+    ref = load_reference_lamp(lamp)
+    sol, filt = ref.solution, str(ref.header.get("FILTER2", ""))
+    x = geom.column_to_x(geom.lit_columns())
+    lam = sol.wavelength(x)
+    per_column = spectra.electron_rate(standards.flux(name, lam), lam, 1.0, sol, filt) * sol.dispersion(x) * geom.sb
+    sigma = SHARPEST_FWHM * 2.0 / geom.pb / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    peak = float(np.nanmax(per_column)) * (2.0 * ndtr(0.5 / sigma) - 1.0)
+    t = STANDARD_PEAK_ADU * geometry.GAIN / peak
+    return float(np.floor(t)) if t >= 10.0 else max(0.1, float(np.floor(t * 10.0)) / 10.0)
+
+
+def _standard_target(name: str, lamp: str, geom: Geometry) -> Target:
+    """The catalogued standard `name` as a target (ValueError if it is not catalogued)."""
+    entry = standards.standard(name)
+    return Target(entry.name, entry.ra, entry.dec, 0.0, 0.0, 0.0, 1.0, _standard_exptime(name, lamp, geom),
+                  STANDARD_ROW, standard=entry.name)
+
+
 def make_night(seed: int = 1, night: str = "2024-03-14", lamp: str = "400M2_GG455_HgArNe",
                n_bias: int = 10, n_flat: int = 10, n_comp: int = 2, n_science: int = 3,
                tilt: float = 0.0, binning=(2, 2), lamp_binning=None, flat_binning=None,
                bias_binning=None, roi: geometry.RoiSpec = None, lamp_roi: geometry.RoiSpec = None,
                flat_roi: geometry.RoiSpec = None, slit: Optional[float] = None,
                lamp_slit: Optional[float] = None, flat_slit: Optional[float] = None,
-               lamp_offset: float = 0.0, science_exptime: Optional[float] = None) -> NightPlan:
+               lamp_offset: float = 0.0, science_exptime: Optional[float] = None,
+               standard: Optional[str] = None) -> NightPlan:
     """Plan a night. Same arguments, same plan, on any machine (no wall clock, no global RNG).
 
     * ``binning`` (serial, parallel), each 1..3 (CCDSUM 'sb pb'; 2 or '2 2' also accepted),
@@ -247,7 +316,10 @@ def make_night(seed: int = 1, night: str = "2024-03-14", lamp: str = "400M2_GG45
       window if none). A list of two ints is one binning.
     * ``lamp_offset``: constant shift (unbinned px, |offset| <= 40) of every exposed frame
       relative to the reference lamp, on top of the flexure.
-    * ``science_exptime``: the science frames' exposure (s); None = each target's own.
+    * ``science_exptime``: the science frames' exposure (s); None = each target's own
+      (the standard's is always its own).
+    * ``standard``: a standard of esofil_info.txt (e.g. "LTT3218"): a physical night, with
+      the standard first and `PHYSICAL_TARGETS` as science (module docstring).
     """
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -300,9 +372,11 @@ def make_night(seed: int = 1, night: str = "2024-03-14", lamp: str = "400M2_GG45
 
     # the observing sequence, as (kind, target) in order
     seq = [("bias", None)] * (n_bias * len(bias_geoms)) + [("flat", None)] * n_flat
-    sci_targets = [TARGETS[0] if i < n_science - n_science // 3 else TARGETS[1] for i in range(n_science)]
+    std_target = None if standard is None else _standard_target(standard, lamp, sci_geom)
+    targets = TARGETS if std_target is None else PHYSICAL_TARGETS
+    sci_targets = [targets[0] if i < n_science - n_science // 3 else targets[1] for i in range(n_science)]
     slots = _slots(n_comp, n_science)
-    night_part = []
+    night_part = [] if std_target is None else [("science", std_target)]
     for i in range(n_science + 1):
         for _ in range(slots.count(i)):
             near = sci_targets[min(i, n_science - 1)] if n_science else None
@@ -325,7 +399,7 @@ def make_night(seed: int = 1, night: str = "2024-03-14", lamp: str = "400M2_GG45
     for index, (kind, target) in enumerate(seq):
         number = index + 1
         rng = np.random.default_rng([seed, 1, number])
-        block = kind if kind in ("bias", "flat") else ("night" if n_science else "afternoon")
+        block = kind if kind in ("bias", "flat") else ("night" if n_science or std_target else "afternoon")
         if block != last_block:
             clock = nominal[block] if clock is None else max(clock + dt.timedelta(seconds=60), nominal[block])
             last_block = block
@@ -348,7 +422,7 @@ def make_night(seed: int = 1, night: str = "2024-03-14", lamp: str = "400M2_GG45
             exptime = _scaled_exptime(comp_exptime, 1.0 / geom.pixel_scale)
             obstype, obj, label = "COMP", ref.lamps, f"{ref.lamps}_{setup}"
         else:
-            exptime = float(science_exptime) if science_exptime else target.exptime
+            exptime = float(science_exptime) if science_exptime and target.standard is None else target.exptime
             obstype, obj, label = "OBJECT", target.name, f"{target.name.replace(' ', '')}_{setup}"
             last_target = target
         clock = start + dt.timedelta(seconds=exptime + READ_OVERHEAD + rng.uniform(0, 2))

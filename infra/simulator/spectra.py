@@ -37,6 +37,19 @@ The slit: everything above is for the reference lamps' 0.45" slit. Through a sli
 wider (`LineSet.through_slit`, `LampModel.through_slit`) every line is k times wider
 (sigma * k: the slit image dominates the line profile) and k times brighter, as is any
 slit-filling continuum, so line peaks stay where they were.
+
+Physical sources (opt-in: nights with a spectrophotometric standard, see `plan`): a
+target then has an absolute spectrum F_lambda in erg/s/cm^2/A above the atmosphere
+(`input_flux` of its flux model: a standard's table, or a black body with H-alpha
+absorption scaled to its flux at 5500 A), and `electron_rate` is the one instrument
+model that turns it into electrons, the same for the standard and the science targets:
+
+    e-/s/A = F_lambda * COLLECTING_AREA_CM2 * PEAK_EFFICIENCY * throughput(lambda)
+             * lambda/(h c) * 10**(-0.4 * k(lambda) * airmass)
+
+with k the CTIO extinction curve and the airmass the frame's AIRMASS card. A flux
+calibration that recovers F_lambda from the standard therefore has exactly this
+sensitivity to find; the sky and lamps keep their arbitrary rates.
 """
 from __future__ import annotations
 
@@ -48,6 +61,7 @@ from typing import Optional, Tuple
 import numpy as np
 from scipy.special import ndtr
 
+from . import standards
 from .reference import ReferenceLamp, WavelengthSolution, load_reference_lamp
 
 H_C_OVER_K = 1.438777e8  # angstrom * K
@@ -68,6 +82,15 @@ FLAT_PEAK_ADU = 25000.0
 #: The brightest comparison-lamp pixel (at full slit illumination), in ADU above bias.
 COMP_PEAK_ADU = 42000.0
 H_ALPHA = 6562.80
+#: The physical instrument model: SOAR's 4.1 m primary less a ~10 % central obstruction,
+#: and the end-to-end efficiency (atmosphere excluded) at the peak of `throughput`.
+SOAR_APERTURE_CM = 410.0
+CENTRAL_OBSTRUCTION = 0.10  # fraction of the aperture's area
+COLLECTING_AREA_CM2 = np.pi * (SOAR_APERTURE_CM / 2.0) ** 2 * (1.0 - CENTRAL_OBSTRUCTION)
+PEAK_EFFICIENCY = 0.20
+H_C = 6.62607015e-27 * 2.99792458e18  # erg * angstrom
+#: Black-body flux models are scaled to their continuum here (angstrom).
+FLUX_REFERENCE_WAVELENGTH = 5500.0
 #: Peaks of the reference lamp kept as lines: higher than this fraction of the brightest.
 PEAK_THRESHOLD = 3e-4
 #: The reference lines have a shoulder ~3 px redward at ~40% height; a peak that close to
@@ -309,8 +332,55 @@ def source_spectrum(wavelength, temperature: float, rate: float, halpha_depth: f
     """
     lam = np.asarray(wavelength, dtype=float)
     cont = planck(lam, temperature) / planck(6000.0, temperature)
-    line = 1.0 - halpha_depth * np.exp(-0.5 * ((lam - H_ALPHA) / halpha_sigma) ** 2)
+    line = halpha_absorption(lam, halpha_depth, halpha_sigma)
     return rate * exptime * cont * line * throughput(lam, solution, filter_name)
+
+
+def halpha_absorption(wavelength, depth: float, sigma: float) -> np.ndarray:
+    """The targets' H-alpha line as a transmission: ``1 - depth * exp(-(lambda - 6562.80)^2 / (2 sigma^2))``."""
+    return 1.0 - depth * np.exp(-0.5 * ((np.asarray(wavelength, dtype=float) - H_ALPHA) / sigma) ** 2)
+
+
+def input_flux(flux_model: dict, wavelength) -> np.ndarray:
+    """F_lambda (erg/s/cm^2/A, above the atmosphere) of a target's flux model at `wavelength` (A, air).
+
+    The model as truth.json records it (``frames[i].flux_model``): ``{"kind": "table",
+    "standard": name}`` (the standard's tabulated flux, PCHIP between bin centres, NaN off
+    the table) or ``{"kind": "blackbody", "temperature", "flux_5500", "halpha_depth",
+    "halpha_sigma"}`` (``flux_5500 * B(lambda, T) / B(5500 A, T) * halpha_absorption``).
+    Exactly what the frames were rendered from.
+    """
+    kind = flux_model["kind"]
+    if kind == "table":
+        return standards.flux(flux_model["standard"], wavelength)
+    if kind == "blackbody":
+        lam = np.asarray(wavelength, dtype=float)
+        t = flux_model["temperature"]
+        cont = flux_model["flux_5500"] * planck(lam, t) / planck(FLUX_REFERENCE_WAVELENGTH, t)
+        return cont * halpha_absorption(lam, flux_model["halpha_depth"], flux_model["halpha_sigma"])
+    raise ValueError(f"unknown flux model kind {kind!r}")
+
+
+def electron_rate(flux, wavelength, airmass: float, solution: WavelengthSolution, filter_name: str) -> np.ndarray:
+    """Electrons per second per angstrom collected from F_lambda `flux` (erg/s/cm^2/A above the
+    atmosphere) at `wavelength` through `airmass`: the physical instrument model (module docstring)."""
+    lam = np.asarray(wavelength, dtype=float)
+    photons = np.asarray(flux, dtype=float) * COLLECTING_AREA_CM2 * lam / H_C
+    atmosphere = 10.0 ** (-0.4 * standards.extinction(lam) * airmass)
+    return photons * atmosphere * PEAK_EFFICIENCY * throughput(lam, solution, filter_name)
+
+
+def physical_source_spectrum(flux_model: dict, wavelength, dispersion, airmass: float, exptime: float,
+                             solution: WavelengthSolution, filter_name: str) -> np.ndarray:
+    """Electrons per binned column (summed along the slit) of a target with an absolute flux model.
+
+    `dispersion`: angstrom per binned pixel at each `wavelength` (the pixel's width in
+    wavelength), so the rate per angstrom becomes electrons per pixel; evaluated at the
+    pixel centre like every smooth continuum here. Zero where the model has no flux (off a
+    standard's table).
+    """
+    rate = electron_rate(input_flux(flux_model, wavelength), wavelength, airmass, solution, filter_name)
+    return np.nan_to_num(rate * np.asarray(dispersion, dtype=float) * exptime, nan=0.0)
 
 
 def sky_lines(solution: WavelengthSolution, filter_name: str, sigma: float, exptime: float) -> LineSet:

@@ -45,6 +45,18 @@ and its ``wavelength_solution`` adds serial_binning, first_lit_col, flexure_shif
     ``x = scale*c + offset`` (+ tilt term) for this frame's own raw column c, i.e.
     ``x = sb*c + (sb - 1)/2 - 50 + shift``, and tilt_px_per_100_rows /
     tilt_reference_row in this frame's rows. The trace is in this frame's raw pixels.
+
+Physical nights (``make_night(standard=...)``) add, at the top level, ``flux_calibration``:
+the instrument model (collecting_area_cm2, peak_efficiency, the extinction curve and where
+the standards' data live, the formula, units) and the standard's name; and for every target
+frame (kind "science", the standard included):
+``flux_model``: the input spectrum above the atmosphere, ``{"kind": "table", "standard": name}``
+    or ``{"kind": "blackbody", "temperature", "flux_5500", "halpha_depth", "halpha_sigma"}``;
+    ``infra.simulator.spectra.input_flux(flux_model, wavelength)`` gives F_lambda in
+    erg/s/cm^2/A at any wavelength (A, air), exactly as rendered;
+``airmass``: the frame's AIRMASS card, through which it was rendered;
+``standard``: true for the spectrophotometric standard, false for the science targets.
+Their ``target`` holds name, ra, dec (the colour fields of `rate` targets do not apply).
 """
 from __future__ import annotations
 
@@ -52,7 +64,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from . import cosmics, geometry, headers, spectra
+from . import cosmics, geometry, headers, spectra, standards
 from .frames import ILLUMINATION_GRADIENT, PRNU_RMS, frame_spectra
 from .plan import REFERENCE_SLIT, FramePlan, NightPlan
 from .reference import goodman_data_dir, load_reference_lamp
@@ -156,6 +168,33 @@ def geometry_truth(geom: geometry.Geometry) -> Dict[str, Any]:
     }
 
 
+def _target(t) -> Dict[str, Any]:
+    if t.flux_model is not None:  # physical: the frame's flux_model says the rest
+        return {"name": t.name, "ra": t.ra, "dec": t.dec}
+    return {"name": t.name, "ra": t.ra, "dec": t.dec, "temperature_k": t.temperature,
+            "rate_e_per_s_at_6000": t.rate, "halpha_depth": t.halpha_depth,
+            "halpha_sigma_angstrom": t.halpha_sigma}
+
+
+def flux_calibration_truth(plan: NightPlan) -> Dict[str, Any]:
+    """The physical instrument model of a night with a standard, for tests that redo the arithmetic."""
+    std = [f.target.standard for f in plan.frames if f.kind == "science" and f.target.standard is not None]
+    return {
+        "standard": std[0] if std else None,
+        "collecting_area_cm2": round(spectra.COLLECTING_AREA_CM2, 3),
+        "peak_efficiency": spectra.PEAK_EFFICIENCY,
+        "h_c_erg_angstrom": spectra.H_C,
+        "extinction": standards.EXTINCTION_FILE,
+        "standards_data": standards.DATA_SUBDIR,
+        "flux_units": "erg/s/cm^2/A (F_lambda above the atmosphere)",
+        "model": ("source_electrons(c) = F_lambda * collecting_area_cm2 * peak_efficiency * throughput(lambda) "
+                  "* lambda/h_c * 10**(-0.4 * k(lambda) * airmass) * exptime * dispersion(c), lambda and the "
+                  "dispersion (A per binned pixel) at the trace row; k = CTIO extinction (linear in lambda), "
+                  "throughput = infra.simulator.spectra.throughput, F_lambda = spectra.input_flux(flux_model, "
+                  "lambda); then spread over rows and slit illumination like every target"),
+    }
+
+
 def frame_truth(plan: NightPlan, frame: FramePlan) -> Dict[str, Any]:
     hits = frame.cosmic_rays
     entry: Dict[str, Any] = {
@@ -177,10 +216,10 @@ def frame_truth(plan: NightPlan, frame: FramePlan) -> Dict[str, Any]:
         "spectrum": None,
     }
     if frame.target is not None:
-        t = frame.target
-        entry["target"] = {"name": t.name, "ra": t.ra, "dec": t.dec, "temperature_k": t.temperature,
-                           "rate_e_per_s_at_6000": t.rate, "halpha_depth": t.halpha_depth,
-                           "halpha_sigma_angstrom": t.halpha_sigma}
+        entry["target"] = _target(frame.target)
+    if frame.kind == "science" and frame.target.flux_model is not None:
+        entry.update({"flux_model": frame.target.flux_model, "airmass": headers.frame_airmass(plan, frame),
+                      "standard": frame.target.standard is not None})
     if frame.trace is not None:
         tr = frame.trace
         entry["trace"] = {"y0": tr.y0, "a": tr.a, "b": tr.b, "xc": tr.xc, "fwhm": tr.fwhm,
@@ -205,6 +244,7 @@ def truth_dict(plan: NightPlan) -> Dict[str, Any]:
     filt = str(ref.header.get("FILTER2", ""))
     sky_wl, sky_rate = spectra.visible_sky_lines(sol)
     geom = plan.science_geometry
+    extra = {"flux_calibration": flux_calibration_truth(plan)} if plan.physical else {}
     return {
         "format": "goodman-night-simulator truth " + ("v1" if plan.legacy else "v2"),
         "seed": plan.seed,
@@ -248,5 +288,6 @@ def truth_dict(plan: NightPlan) -> Dict[str, Any]:
         ],
         "cosmic_rays": {"events_per_second": cosmics.EVENTS_PER_SECOND, "dead_time_s": cosmics.DEAD_TIME,
                         "min_pixel_electrons": cosmics.MIN_PIXEL_ELECTRONS},
+        **extra,
         "frames": [frame_truth(plan, f) for f in plan.frames],
     }
