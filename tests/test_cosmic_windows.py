@@ -329,3 +329,23 @@ def test_lacosmic_background_is_sky_plus_a_running_median_along_the_dispersion(s
     expected = sky + median_filter(data - sky, size=(1, columns), mode="nearest")
     assert np.allclose(cosmics.lacosmic_background(data, columns), expected, rtol=0, atol=1e-4)
     assert np.array_equal(data, before)
+
+
+def test_cleaning_never_walks_the_loaded_libraries_again(monkeypatch):
+    """threadpoolctl's library walk (dl_iterate_phdr) deadlocked two workers cleaning
+    cosmic rays against a third importing an extension module: the walk is done once,
+    at import, and a cleaning only uses that controller."""
+    import threadpoolctl
+
+    from functions.core import cosmics
+
+    def walk_again(*args, **kwargs):
+        raise AssertionError("a ThreadpoolController was built during a cleaning")
+
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", walk_again)
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", walk_again)
+    rng = np.random.default_rng(3)
+    frame = rng.normal(100.0, 5.0, (120, 300)).astype(np.float32)
+    frame[60, 150] += 5000.0
+    clean, mask = cosmics._lacosmic(frame, 1.4, 4.0, 2, None)
+    assert mask[60, 150] and clean.shape == frame.shape

@@ -53,6 +53,29 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+
+def _openmp_controller():
+    """threadpoolctl's view of the loaded thread pools, built once, when this module is
+    imported (by the reduction, before its workers start), with astroscrappy's OpenMP
+    runtime loaded first so that it is among them.
+
+    Why once: building one walks the loaded libraries with dl_iterate_phdr, which holds
+    the dynamic loader's lock while it calls back into Python. A worker thread that
+    imports an extension module at that moment (dlopen) waits for that lock while
+    holding the GIL, the callback waits for the GIL, and both workers wait for ever:
+    seen when one worker drew its first plot (PIL's ImageFont) while two others were
+    cleaning cosmic rays, each building its own controller per call."""
+    import importlib
+
+    from threadpoolctl import ThreadpoolController
+
+    importlib.import_module("astroscrappy")  # its OpenMP runtime, to be found by the walk
+
+    return ThreadpoolController()
+
+
+_OPENMP = _openmp_controller()
+
 METHODS = ("lacosmic", "dcr", "none", "default")
 DEFAULT_NITER = 2
 #: astroscrappy's detection thresholds (its defaults, also what goodman uses).
@@ -137,12 +160,11 @@ def _lacosmic(data: np.ndarray, gain: float, rdnoise: float, niter: int,
     extraction rows cost 0.2 s of CPU on one thread and 0.5 s on two, the whole frame
     1.9 against 2.3 s."""
     from astroscrappy import detect_cosmics
-    from threadpoolctl import threadpool_limits
 
     arr = np.ascontiguousarray(data, dtype=np.float32)
     inmask = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
     bkg = lacosmic_background(arr, continuum_columns(serial_binning))
-    with threadpool_limits(limits=1, user_api="openmp"):
+    with _OPENMP.limit(limits=1, user_api="openmp"):
         crmask, clean = detect_cosmics(arr, inmask=inmask, inbkg=bkg, gain=float(gain), readnoise=float(rdnoise),
                                        sigclip=SIGCLIP, sigfrac=SIGFRAC, objlim=OBJLIM,
                                        satlevel=np.inf, niter=int(niter), sepmed=True,
