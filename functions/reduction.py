@@ -31,7 +31,7 @@ from golive_data.item import (
     CLEANING_FAILED, CLEANING_QUEUED, FILE_ITEM, FINAL_STATUSES, REDUCTION, SPECTROSCOPY, STATUS_FAILED,
     STATUS_INDEXED, STATUS_REDUCED, STATUS_REDUCING, STATUS_RETRYING, STATUS_UNSUPPORTED,
 )
-from functions import spectroscopy
+from functions import fluxing, spectroscopy
 from functions.core import calibrations as cal
 from functions.core.calibrations import compare_setup, rank_calibrations, setup_of
 from functions.core.ccd import Frame, put_name
@@ -199,7 +199,7 @@ def dead_lettered(body: Any, services: Services, attempt: int = 1) -> None:
 CLAIM_SECONDS = 30
 #: How soon a task that found its file claimed looks again.
 CLAIM_RETRY_SECONDS = 3
-_CLAIMED_TASKS = ("after_index", "reduce", "calibrate", "rereduce", "clean")
+_CLAIMED_TASKS = ("after_index", "reduce", "calibrate", "flux", "rereduce", "clean")
 
 
 def handle_task(task: Dict[str, Any], services, config: ReductionConfig) -> None:
@@ -238,6 +238,14 @@ def _run_task(task: Dict[str, Any], services, config: ReductionConfig) -> None:
         item = services.index.get_file(task["file_id"])
         if item and spectroscopy.spectra_ready(item):
             spectroscopy.calibrate(item, services, config, looks=int(task.get("looks") or 0))
+    elif task.get("task") == "flux":
+        item = services.index.get_file(task["file_id"])
+        if item and spectroscopy.spectra_ready(item):
+            fluxing.flux_calibrate(item, services, spectroscopy.config_for_item(config, item, services))
+    elif task.get("task") == "standard_reduced":
+        standard = services.index.get_file(task["file_id"])
+        if standard and (standard.get("sensitivity") or {}).get("key"):
+            fluxing.standard_reduced(standard, services, config, settle=False)
     elif task.get("task") == "clean":
         clean_file(task["file_id"], int(task.get("version") or 0), services, config)
     elif task.get("task") == "rereduce":

@@ -277,10 +277,11 @@ def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extrac
         reason = _no_lamp_reason(item, choice)
         for s in spectra:
             s.update(wavelength=None, wavelength_error=reason)
-        services.index.update_file(item["file_id"], {
-            "spectra": spectra, "products": kept, "lamp": None, "waiting_for": _waiting(item, True),
-            "calibration_notes": _calibration_notes(item, []), **spectra_status(item, spectra, reason)})
+        fields = {"spectra": spectra, "products": kept, "lamp": None, "waiting_for": _waiting(item, True),
+                  "calibration_notes": _calibration_notes(item, []), **spectra_status(item, spectra, reason)}
+        services.index.update_file(item["file_id"], fields)
         remove_unlisted(item["file_id"], earlier, services)
+        _flux(item, fields, services, config)
         return
     lamp = choice.lamp
     try:
@@ -300,14 +301,23 @@ def calibrate(item: Dict[str, Any], services, config, extracted: Optional[Extrac
                                 mapping_notes))
     lamp_notes = list(dict.fromkeys(choice.notes + mapping_notes))
     new = stamp_version(new, int(item.get("reduction_version") or 1))
-    services.index.update_file(item["file_id"], {
-        "spectra": spectra, "products": kept + new, "lamp": ref, "waiting_for": _waiting(item, False),
-        "calibration_notes": _calibration_notes(item, lamp_notes), **spectra_status(item, spectra),
-        "timeline": {**(item.get("timeline") or {}), "calibrated_at": utcnow()}})
+    fields = {"spectra": spectra, "products": kept + new, "lamp": ref, "waiting_for": _waiting(item, False),
+              "calibration_notes": _calibration_notes(item, lamp_notes), **spectra_status(item, spectra),
+              "timeline": {**(item.get("timeline") or {}), "calibrated_at": utcnow()}}
+    services.index.update_file(item["file_id"], fields)
     remove_unlisted(item["file_id"], earlier, services)
+    _flux(item, fields, services, config)
     log.info("calibrated %s with %s: %s", item["file_name"], lamp["file_name"],
              ", ".join(f"#{s['number']} " + (f"rms {s['wavelength']['rms_pixels']:.3f} px" if s.get("wavelength")
                                               else f"failed ({s.get('wavelength_error')})") for s in spectra))
+
+
+def _flux(item: Dict[str, Any], fields: Dict[str, Any], services, config) -> None:
+    """The flux calibration on the new wavelength calibration (functions/fluxing.py),
+    in the same task: the spectra it rests on changed, so it is redone whole."""
+    from functions import fluxing
+
+    fluxing.flux_calibrate({**item, **fields}, services, config, force=True)
 
 
 def _look_again(item: Dict[str, Any], services, looks: int) -> bool:
@@ -407,20 +417,32 @@ def lamp_reduced(lamp: Dict[str, Any], services, config, settle: bool = True) ->
     ranks lower, or this lamp reduced differently. The night's listing (a GSI) may not
     yet show a science frame reduced in the same instant, so with `settle` the same
     look is taken again once it has caught up (calibrate is idempotent)."""
-    if settle:
-        send_task(services, {"task": "lamp_reduced", "file_id": lamp["file_id"]},
-                  delay=services.settings.gsi_settle_seconds)
-    tol, sent = _tolerance(config), 0
+    tol = _tolerance(config)
     nights = [lamp["night"]]
     if config.settings.lamp_other_nights:
         nights += nights_from(lamp["night"], config.window_days, step=1)
+    return ask_served(lamp, services, nights, "lamp_reduced", "calibrate", "lamp",
+                      lambda f: spectra_ready(f) and bool(f.get("spectra")),
+                      lambda f: _serves_better(lamp, f, tol), settle)
+
+
+def ask_served(calib: Dict[str, Any], services, nights: List[str], again: str, task: str, used: str,
+               wanted, serves_better, settle: bool) -> int:
+    """Queue `task` for the science frames of `nights` that `wanted` and that the
+    calibration frame `calib` (a lamp, a standard) now `serves_better`, except those of a
+    later night that use a calibration of their own night (`used`: the item's field
+    naming it). With `settle`, the same look (`again`) is taken once more after the
+    night's listing (a GSI) has caught up with frames reduced in the same instant."""
+    if settle:
+        send_task(services, {"task": again, "file_id": calib["file_id"]}, delay=services.settings.gsi_settle_seconds)
+    sent = 0
     for night in nights:
         for f in iter_all_files(services.index, night, "OBJECT"):
-            if not spectra_ready(f) or not f.get("spectra"):
+            if f["file_id"] == calib["file_id"] or not wanted(f):
                 continue
-            if night != lamp["night"] and (f.get("lamp") or {}).get("night") == night:
-                continue  # it has a lamp of its own night
-            if _serves_better(lamp, f, tol):
-                send_task(services, {"task": "calibrate", "file_id": f["file_id"]})
+            if night != calib["night"] and (f.get(used) or {}).get("night") == night:
+                continue  # it has a calibration of its own night
+            if serves_better(f):
+                send_task(services, {"task": task, "file_id": f["file_id"]})
                 sent += 1
     return sent

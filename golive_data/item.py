@@ -50,6 +50,9 @@ API = "api"                     # functions/api/ (a re-reduction request: golive
 #: how a frame's proposal was found (golive_data/access.py Resolution.source)
 PROPOSAL_SOURCES = ("calibration", "header", "alias", "schedule", "unknown")
 SPECTRA_STATUSES = ("calibrated", "partly_calibrated", "not_calibrated", "waiting_for_lamp", "no_targets")
+#: a science frame's flux calibration (functions/fluxing.py)
+FLUX_CALIBRATED, FLUX_NO_STANDARD, FLUX_NOT_CALIBRATED, FLUX_FAILED = ("calibrated", "no_standard", "not_calibrated",
+                                                                      "failed")
 
 
 class UndeclaredField(ValueError):
@@ -158,7 +161,8 @@ FILE_ITEM: Tuple[Field, ...] = (
                                              "versions)"),
     # spectra (functions/spectroscopy.py)
     _f("spectra", "array", SPECTROSCOPY, "one entry per extracted target: number, row, fwhm, extraction, "
-                                         "median_snr, wavelength, wavelength_error, calibrated_file_name, ...",
+                                         "median_snr, wavelength, wavelength_error, calibrated_file_name, "
+                                         "flux_file_name (its flux-calibrated product), ...",
        items="object"),
     _f("spectra_shape", "array", SPECTROSCOPY, "shape of the 2-D frame the spectra were extracted from",
        items="integer"),
@@ -173,6 +177,15 @@ FILE_ITEM: Tuple[Field, ...] = (
                                        "file_name, night, date_obs, setup, ...)"),
     _f("wavelength", "object", SPECTROSCOPY, "a lamp's wavelength solution summary (lines, rms, ...)"),
     _f("wavelength_error", "string", SPECTROSCOPY, "why a lamp has no wavelength solution"),
+    # flux calibration (functions/fluxing.py)
+    _f("sensitivity", "object", SPECTROSCOPY, "a spectrophotometric standard's sensitivity function: standard, how "
+                                              "it was recognised (name, position), airmass, exptime, points, rms "
+                                              "(fractional), range (A), masked bands, its `sens_` product (file_name, "
+                                              "key), or `error` saying why none was built"),
+    _f("flux_calibration", "object", SPECTROSCOPY, "a science frame's flux calibration: status (calibrated, "
+                                                   "no_standard, not_calibrated, failed), the standard used "
+                                                   "(standard, file_id, file_name, night, airmass), notes (what "
+                                                   "differed, another night), errors, or reason and fix"),
     # operations
     _f("dead_letter", "object", OPERATIONS, "the dead letter holding its last message: {id, queue, reason, at, "
                                             "deliveries}; removed when redriven"),

@@ -232,16 +232,19 @@ def _measured(work):
         raise ConflictError(str(exc))
 
 
-def _spectrum(item: dict, target: int, version) -> dict:
-    return spectrum_data(item, _products_of(item, version), _store(), target, version)
+def _spectrum(item: dict, target: int, version, fluxed: bool = False) -> dict:
+    return spectrum_data(item, _products_of(item, version), _store(), target, version, fluxed)
 
 
 @app.route("/api/files/{file_id}/spectrum", methods=READ, authorizer=signed_in)
 def file_spectrum(file_id):
-    """A target's spectrum as data (?target=1, ?version=n): wavelength (or pixel), flux,
-    variance, sky and mask, with the lamp spectrum and its identified lines."""
+    """A target's spectrum as data (?target=1, ?version=n, ?units=flux): wavelength (or
+    pixel), flux, variance, sky and mask, with the lamp spectrum and its identified
+    lines; with units=flux, the flux-calibrated spectrum and its standard when there is one."""
     item = _visible_file(_caller(), file_id)
-    return _measured(lambda: _spectrum(item, measure.target_of(_query()), measure.version_of(_query())))
+    query = _query()
+    return _measured(lambda: _spectrum(item, measure.target_of(query), measure.version_of(query),
+                                       measure.fluxed_of(query)))
 
 
 @app.route("/api/files/{file_id}/linefit", methods=["GET", "HEAD", "POST"], authorizer=signed_in,

@@ -293,7 +293,7 @@
   // not, what would fix it, and what differed in the calibrations used.
   function spectraSummary(f) {
     const notes = f.calibration_notes || [];
-    if (!f.spectra_status && !notes.length) return null;
+    if (!f.spectra_status && !notes.length && !f.sensitivity) return null;
     const box = document.createElement("section");
     box.className = "spectra-summary" + (f.spectra_status ? " spectra-" + f.spectra_status : "");
     if (f.spectra_status) {
@@ -307,6 +307,16 @@
       ul.className = "calibration-notes";
       notes.forEach(function (n) { ul.appendChild(text("li", n)); });
       box.appendChild(ul);
+    }
+    const sens = f.sensitivity;
+    if (sens) {
+      box.appendChild(text("div", "spectrophotometric standard " + sens.standard + " (by " + sens.how + "): " +
+        (sens.error ? "no sensitivity: " + sens.error
+          : "sensitivity from target " + sens.target + ", " + sens.points + " bins, rms " + fixed(100 * sens.rms, 1) +
+            "%, " + fixed(sens.range[0], 0) + "-" + fixed(sens.range[1], 0) + " Å, airmass " + fixed(sens.airmass, 2)),
+        "sensitivity" + (sens.error ? " skipped" : "")));
+      const plot = sens.file_name ? named(f, stem(sens.file_name) + ".png") : null;
+      if (plot) box.appendChild(figure(plot, "sensitivity function", f));
     }
     return box;
   }
@@ -535,6 +545,27 @@
     return card;
   }
 
+  // Which standard (and night) flux-calibrated a target, with its plot in erg/s/cm²/Å;
+  // or why the frame has no flux calibration (no standard of its setup, ...).
+  function fluxStandard(c) {
+    return c.standard + " (" + c.file_name + ", night " + c.night +
+      (c.airmass != null ? ", airmass " + fixed(c.airmass, 2) : "") + ")";
+  }
+
+  function fluxPart(card, f, s) {
+    const c = f.flux_calibration;
+    if (!c) return;
+    if (s.flux_file_name) {
+      const plot = named(f, stem(s.flux_file_name) + ".png");
+      if (plot) card.appendChild(figure(plot, "flux-calibrated spectrum (erg/s/cm²/Å)", f));
+      card.appendChild(text("div", "flux-calibrated with " + fluxStandard(c) +
+        ((c.notes || []).length ? " · " + c.notes.join(" · ") : ""), "flux-standard"));
+    } else if (s.wavelength && c.status !== "calibrated") {
+      card.appendChild(text("div", "not flux calibrated: " + (c.reason || c.status) + (c.fix ? " (" + c.fix + ")" : ""),
+        "skipped flux-missing"));
+    }
+  }
+
   // One target: its spectrum (interactive, or the PNG in light mode), the lamp that
   // calibrated it and how well, or why it is not calibrated yet; then the downloads.
   function spectrumCard(f, s) {
@@ -556,8 +587,10 @@
     } else if (s.wavelength_error) {
       card.appendChild(text("div", "not wavelength calibrated: " + s.wavelength_error, "skipped"));
     }
+    fluxPart(card, f, s);
     const links = document.createElement("div");
-    [["extracted", s.file_name], ["calibrated", s.calibrated_file_name]].forEach(function (pair) {
+    [["extracted", s.file_name], ["calibrated", s.calibrated_file_name],
+     ["flux-calibrated", s.flux_file_name]].forEach(function (pair) {
       const p = pair[1] && named(f, pair[1]);
       if (p) appendLink(links, p, pair[0] + " " + p.file_name);
     });

@@ -39,6 +39,14 @@ def target_of(params: Mapping[str, Any]) -> int:
     return _whole(params.get("target", 1), "target", 1, 99)
 
 
+def fluxed_of(params: Mapping[str, Any]) -> bool:
+    """?units=flux (the flux-calibrated spectrum when there is one) or counts (the default)."""
+    units = params.get("units") or "counts"
+    if units not in ("counts", "flux"):
+        raise BadRequest(f"units must be counts or flux, not {units!r}")
+    return units == "flux"
+
+
 def version_of(params: Mapping[str, Any]) -> Optional[int]:
     value = params.get("version")
     return None if value in (None, "") else _whole(value, "version", 0)

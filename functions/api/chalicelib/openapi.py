@@ -83,7 +83,11 @@ _SPECTRUM = {"type": "object", "required": ["file_id", "target", "calibrated", "
     "mask": {"type": ["array", "null"]},
     "lamp": {"type": ["object", "null"], "description": "the lamp extracted along the target: file_name, x, flux, "
                                                         "lines [{x, label}] identified"},
-    "wavelength": {"type": ["object", "null"], "description": "the wavelength solution's summary"}}}
+    "wavelength": {"type": ["object", "null"], "description": "the wavelength solution's summary"},
+    "fluxed": {"type": "boolean", "description": "whether flux is the flux-calibrated product's (erg/s/cm^2/A)"},
+    "flux_calibration": {"type": ["object", "null"], "description": "the frame's flux calibration: status, the "
+                                                                    "standard (standard, file_name, night, airmass), "
+                                                                    "notes, or reason and fix"}}}
 _FIT = {"type": "object", "required": ["fit_id", "centre", "fwhm", "kind"], "properties": {
     "fit_id": _STRING, "file_id": _STRING, "by": _STRING, "at": _STRING, "target": {"type": "integer"},
     "version": {"type": ["integer", "null"]}, "window": _NUMBERS,
@@ -204,9 +208,11 @@ _TARGET = {"name": "target", "in": "query", "schema": {"type": "integer", "minim
            "description": "the target's number (brightest first)"}
 _VERSION = {"name": "version", "in": "query", "schema": {"type": "integer", "minimum": 0},
             "description": "a reduction version (GET /api/files/{file_id} lists them); default: the one shown"}
+_UNITS = {"name": "units", "in": "query", "schema": {"type": "string", "enum": ["counts", "flux"], "default": "counts"},
+          "description": "flux: the flux-calibrated spectrum when the frame has one (see `fluxed`); counts: ADU"}
 #: Query parameters, by (method, path).
 _QUERIES: Dict[Tuple[str, str], List[Dict[str, Any]]] = {
-    ("GET", "/api/files/{file_id}/spectrum"): [_TARGET, _VERSION],
+    ("GET", "/api/files/{file_id}/spectrum"): [_TARGET, _VERSION, _UNITS],
     ("GET", "/api/files/{file_id}/imexam"): [
         {"name": "x", "in": "query", "required": True, "schema": {"type": "integer", "minimum": 0},
          "description": "column of the reduced frame, 0-based"},

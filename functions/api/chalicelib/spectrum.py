@@ -1,7 +1,9 @@
 """A target's spectrum as the page plots it and a line fit reads it: the calibrated
 product (`wecfzst_`: flux on a linear wavelength grid, VAR, SKY, MASK) or, before a
 lamp calibrates it, the extracted one (`ecfzst_`, x in pixels), with the lamp spectrum
-extracted along the same target and its identified lines."""
+extracted along the same target and its identified lines. Asked for `fluxed`, the
+flux-calibrated product (`fwecfzst_`, erg/s/cm^2/A) when there is one, with the
+standard that calibrated it; the counts otherwise, saying why."""
 from __future__ import annotations
 
 import re
@@ -36,13 +38,14 @@ def _one_d(hdus) -> Dict[str, Any]:
 
 
 def spectrum_data(item: Dict[str, Any], products: List[Dict[str, Any]], store: Store, target: int,
-                  version: Optional[int] = None) -> Dict[str, Any]:
-    found = of_target(products, item["file_name"], target, ("calibrated", "extracted"))
-    if not found:
+                  version: Optional[int] = None, fluxed: bool = False) -> Dict[str, Any]:
+    found = of_target(products, item["file_name"], target, ("calibrated", "extracted", "flux_calibrated"))
+    if not found.get("calibrated") and not found.get("extracted"):
         spectrum_entry(item, target)  # says why there is none (no spectra, no such target)
         raise NoProduct(f"{item['file_name']} target {target}: the spectrum is not written yet")
-    product = found.get("calibrated") or found["extracted"]
-    calibrated = product["kind"] == "calibrated"
+    flux = item.get("flux_calibration") or {}
+    product = (fluxed and found.get("flux_calibrated")) or found.get("calibrated") or found["extracted"]
+    calibrated = product["kind"] in ("calibrated", "flux_calibrated")
     hdus = store.hdus(product)
     header = hdus[0].header
     summary = next((s for s in item.get("spectra") or [] if int(s.get("number") or 0) == int(target)), {})
@@ -52,6 +55,9 @@ def spectrum_data(item: Dict[str, Any], products: List[Dict[str, Any]], store: S
         "x_unit": "Angstrom" if calibrated else "pixel", "flux_unit": str(header.get("BUNIT") or "adu"),
         **_one_d(hdus), "lamp": None,
         "wavelength": summary.get("wavelength") if calibrated and version is None else None,
+        "fluxed": product["kind"] == "flux_calibrated",
+        "flux_calibration": ({k: flux.get(k) for k in ("status", "standard", "file_name", "night", "airmass",
+                                                       "notes", "reason", "fix")} if flux else None),
     }
     lamp = (of_target(products, item["file_name"], target, ("lamp_calibrated",)).get("lamp_calibrated")
             if calibrated else None)
