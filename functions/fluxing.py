@@ -66,16 +66,18 @@ def _body(services, product: Dict[str, Any]) -> bytes:
 
 
 def _read_spectrum(body: bytes):
-    """(wavelength, counts, variance, header) of a `wecfzst_` product."""
+    """(wavelength, counts, variance, header, mask) of a `wecfzst_` product; `mask`: the
+    columns with no good pixel in the aperture (saturated ones among them), or None."""
     from astropy.io import fits
 
     with fits.open(io.BytesIO(body)) as hdul:
         header = hdul[0].header.copy()
         counts = np.asarray(hdul[0].data, dtype=float)
         variance = np.asarray(hdul["VAR"].data, dtype=float) if "VAR" in hdul else None
+        mask = np.asarray(hdul["MASK"].data, dtype=bool) if "MASK" in hdul else None
     pixels = np.arange(counts.size) + 1.0
     wavelength = header["CRVAL1"] + (pixels - header.get("CRPIX1", 1.0)) * header["CDELT1"]
-    return wavelength, counts, variance, header
+    return wavelength, counts, variance, header, mask
 
 
 def _build(item: Dict[str, Any], standard, how: str, services) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
@@ -85,9 +87,9 @@ def _build(item: Dict[str, Any], standard, how: str, services) -> Tuple[Dict[str
     if not targets:
         return {**summary, "error": "no wavelength-calibrated spectrum of the standard"}, []
     spectrum, product = min(targets, key=lambda t: t[0]["number"])
-    wavelength, counts, variance, header = _read_spectrum(_body(services, product))
+    wavelength, counts, variance, header, mask = _read_spectrum(_body(services, product))
     try:
-        sens = build_sensitivity(wavelength, counts, variance, header, standard)
+        sens = build_sensitivity(wavelength, counts, variance, header, standard, mask=mask)
     except FluxCalFailure as exc:
         return {**summary, "error": str(exc)}, []
     stem = stem_of(item["file_name"])
