@@ -40,7 +40,7 @@ log = logging.getLogger("goodman_live.flux")
 FLUX_KINDS = ("flux_calibrated", "flux_plot")
 SENSITIVITY_KINDS = ("sensitivity", "sensitivity_plot")
 #: Sensitivities a warm worker keeps (a night has one or two standards).
-_sensitivity_cache: Dict[str, Any] = {}
+_sensitivity_cache: Dict[Tuple[str, Any], Any] = {}
 _CACHE_SIZE = 4
 
 __all__ = ["flux_calibrate", "recognise", "standard_reduced", "FLUX_KINDS", "SENSITIVITY_KINDS",
@@ -140,7 +140,9 @@ def find_standard_frame(item: Dict[str, Any], services, config) -> Tuple[Optiona
 
 
 def _sensitivity(services, summary: Dict[str, Any]):
-    key = summary["key"]
+    """A standard's sensitivity, kept by a warm worker: a standard built again writes
+    the same key, so its build time is part of what is kept."""
+    key = (summary["key"], summary.get("built_at"))
     if key not in _sensitivity_cache:
         if len(_sensitivity_cache) >= _CACHE_SIZE:
             _sensitivity_cache.pop(next(iter(_sensitivity_cache)))
