@@ -34,6 +34,11 @@ def test_a_simulated_night_replays_end_to_end(sim_night, tmp_path):
             expected |= {"lamp_calibrated", "lamp_plot"}
         if entry["obstype"] == "OBJECT":
             expected |= {"extracted", "calibrated", "spectrum_plot", "lamp_calibrated", "lamp_plot"}
+            # the simulator's default targets, EG 21 and LTT 3218, are spectrophotometric standards
+            if (entry.get("sensitivity") or {}).get("key"):
+                expected |= {"sensitivity", "sensitivity_plot"}
+            if (entry.get("flux_calibration") or {}).get("status") == "calibrated":
+                expected |= {"flux_calibrated", "flux_plot"}
         assert kinds == expected
         for product in entry["products"]:
             assert {"file_name", "kind", "key"} <= set(product)
