@@ -67,7 +67,7 @@ def test_a_file_arriving_shows_at_the_pages_next_poll(page, system, s3, api, sma
         time.sleep(0.37 * i)   # arrivals at different phases of the page's poll
     print(f"\nindexed -> listed on the page: {', '.join(f'{d:.2f}' for d in delays)} s "
           f"(median {statistics.median(delays):.2f} s)")
-    assert statistics.median(delays) <= 2.5 and max(delays) <= 4.0, delays
+    assert statistics.median(delays) <= 2.5 and max(delays) <= 8.0, delays
 
 
 def test_the_science_card_has_a_bokeh_spectrum_that_zooms_and_fits_h_alpha(page, small_night, tmp_path):
