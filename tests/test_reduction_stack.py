@@ -156,10 +156,11 @@ def test_the_page_shows_previews_and_provenance_of_a_reduced_frame(browser, syst
     page.locator("td.name", has_text="0022_EG21_400M2_GG455.fits").click()
     card = page.locator("#detail")
     card.wait_for()
-    # the two previews and the spectrum; EG 21 is a spectrophotometric standard, so its
-    # sensitivity and flux-calibrated plots come too
-    page.wait_for_function("Array.from(document.querySelectorAll('#detail img'))"
-                           ".filter(i => i.complete && i.naturalWidth > 0).length >= 3")
+    # the two previews and the spectrum (EG 21 is a spectrophotometric standard, so its
+    # sensitivity and flux-calibrated plots are in the card too)
+    page.wait_for_function("['raw', 'reduced', 'calibrated spectrum'].every(alt => Array.from("
+                           "document.querySelectorAll('#detail img')).some(i => i.alt === alt && i.complete "
+                           "&& i.naturalWidth > 0))")
     text = card.inner_text()
     sci = reduced_night["0022_EG21_400M2_GG455.fits"]
     assert sci["calibrations"]["master_bias"]["file_name"] in text
