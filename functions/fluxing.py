@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from functions.core.calibrations import compare_setup, nights_from, rank_calibrations
-from functions.core.fluxcal import (FluxCalFailure, apply_sensitivity, build_sensitivity, find_standard,
+from functions.core.fluxcal import (FluxCalFailure, build_sensitivity, find_standard,
                                     flux_calibrated_fits, read_sensitivity_fits, sensitivity_fits)
 from functions.core.plot import spectrum_png
 from functions.products import product_keys, put_file_product, remove_unlisted, stamp_version, stem_of
@@ -42,9 +42,6 @@ SENSITIVITY_KINDS = ("sensitivity", "sensitivity_plot")
 #: Sensitivities a warm worker keeps (a night has one or two standards).
 _sensitivity_cache: Dict[Tuple[str, Any], Any] = {}
 _CACHE_SIZE = 4
-
-__all__ = ["flux_calibrate", "recognise", "standard_reduced", "FLUX_KINDS", "SENSITIVITY_KINDS",
-           "apply_sensitivity"]
 
 
 def recognise(item: Dict[str, Any]):
