@@ -74,20 +74,30 @@ def test_the_stack_counts_what_is_asked_of_it(system, s3):
     operation, a query per index or partition, with moto's seconds and the bytes."""
     from golive_data.index import FileIndex
 
-    before = system.stack.request_stats()
-    s3.put_object(Bucket=system.raw_bucket, Key="unlisted/requests-test.txt", Body=b"x" * 1000)
-    s3.get_object(Bucket=system.raw_bucket, Key="unlisted/requests-test.txt")["Body"].read()
     index = FileIndex(system.stack.client("dynamodb"), system.stack.definition["index_table"]["name"])
-    index.get_file("no-such-file")
-    index.list_files("2031-01-01", "OBJECT")
-    index.masters("BIAS", "RED_SP_2x2_R03.89_G01.48", "2030-12-25", "2031-01-01")
-    after = system.stack.request_stats()
 
-    def grew(key):
-        return after.get(key, {}).get("requests", 0) - before.get(key, {}).get("requests", 0)
+    def measure():
+        before = system.stack.request_stats()
+        s3.put_object(Bucket=system.raw_bucket, Key="unlisted/requests-test.txt", Body=b"x" * 1000)
+        s3.get_object(Bucket=system.raw_bucket, Key="unlisted/requests-test.txt")["Body"].read()
+        index.get_file("no-such-file")
+        index.list_files("2031-01-01", "OBJECT")
+        index.masters("BIAS", "RED_SP_2x2_R03.89_G01.48", "2030-12-25", "2031-01-01")
+        after = system.stack.request_stats()
+        return before, after, {key: after.get(key, {}).get("requests", 0) - before.get(key, {}).get("requests", 0)
+                               for key in set(after) | set(before)}
 
-    assert grew("s3 PUT") >= 1 and grew("s3 GET") >= 1
+    # The stack is shared with the session's other tests: work they left behind (a late
+    # flux calibration looking for a standard, the consistency sweep) counts too. Exact
+    # counts are asked of a quiet window; a counter that counts twice or not at all never
+    # gives one.
+    wanted = {"dynamodb GetItem": 1, "dynamodb Query by_night_type": 1, "dynamodb Query table MASTER#": 1}
+    for _ in range(5):
+        system.wait_idle()
+        before, after, grew = measure()
+        if all(grew.get(key, 0) == n for key, n in wanted.items()):
+            break
+    assert {key: grew.get(key, 0) for key in wanted} == wanted, sorted(after)
+    assert grew["s3 PUT"] >= 1 and grew["s3 GET"] >= 1
     assert after["s3 GET"]["bytes"] - before.get("s3 GET", {}).get("bytes", 0) >= 1000
-    assert grew("dynamodb GetItem") == 1 and grew("dynamodb Query by_night_type") == 1
-    assert grew("dynamodb Query table MASTER#") == 1, sorted(after)
     assert all(v["seconds"] >= 0 for v in after.values())
