@@ -109,13 +109,21 @@ def read_head(s3, bucket: str, key: str) -> Tuple[bytes, int, Optional[str]]:
         want = end
 
 
+#: An item in one of these states was indexed from the object's present bytes: a
+#: redelivered event only hands it on again. Writing it afresh would drop what its
+#: reduction, perhaps running at that moment, has listed (its products, calibrations and
+#: spectra), and their objects would be left behind. An item `retrying` is indexed
+#: afresh: that is how a failed file is taken up again.
+_INDEXED_STATUSES = FINAL_STATUSES | {STATUS_REDUCING}
+
+
 def ingest_object(event: ObjectCreated, services: Services) -> Dict[str, Any]:
     """Index one raw object; idempotent on (bucket, key, ETag)."""
     settings, index = services.settings, services.index
     received = utcnow()
     fields = _base_fields(event, settings)
     existing = index.get_file(fields["file_id"])
-    if existing and existing.get("status") in FINAL_STATUSES and event.etag and existing.get("etag") == event.etag:
+    if existing and existing.get("status") in _INDEXED_STATUSES and event.etag and existing.get("etag") == event.etag:
         log.info("already indexed: %s (%s)", event.key, existing["status"])
         _hand_over(existing, services)  # idempotent downstream: finishes what a crash left
         return existing

@@ -121,3 +121,48 @@ def test_test_events_are_acknowledged(system, sqs):
     assert system.idle()
     dlq = sqs.get_queue_attributes(QueueUrl=system.stack.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
     assert dlq["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_an_event_redelivered_while_the_file_is_reduced_leaves_its_item_alone(system, s3, sqs):
+    """A frame's item while its reduction runs (`reducing`, products and calibrations
+    listed) is not written afresh by the same event delivered again: that would unlist
+    what the reduction wrote and leave its objects behind. The work is handed on."""
+    from functions.services import warm_services
+
+    night = "2030-02-0" + str(uuid.uuid4().int % 9 + 1)
+    key, fid = _put(system, s3, _unique("0108_redelivered") + ".fits", real_fits("goodman_red_comp.fits"), night)
+    services = warm_services()
+    deadline = time.monotonic() + 15
+    while (services.index.get_file(fid) or {}).get("status") != "unsupported" or not system.idle():
+        assert time.monotonic() < deadline, "the frame was not reduced"
+        time.sleep(0.2)
+    reduced = services.index.get_file(fid)
+    listed = {"file_name": "czt_x.fits", "kind": "reduced", "bucket": "b", "key": f"{night}/x/czt_x.fits"}
+    services.index.update_file(fid, {"status": "reducing", "products": [listed],
+                                     "calibrations": {"master_bias": {"file_name": "mb.fits"}}})
+    before = services.index.get_file(fid)
+    try:
+        _redeliver(system, s3, sqs, services, key, fid, before, listed)
+    finally:  # the item as the reduction left it, for the sweeps of later tests
+        services.index.update_file(fid, {k: reduced.get(k) for k in ("status", "products", "calibrations")})
+
+
+def _redeliver(system, s3, sqs, services, key, fid, before, listed):
+    import dataclasses
+
+    from functions import ingest
+    from functions.s3events import ObjectCreated
+    from functions.services import TASK_KEY
+
+    queue = sqs.create_queue(QueueName=_unique("handed-on"))["QueueUrl"]
+    elsewhere = dataclasses.replace(services, settings=dataclasses.replace(services.settings, work_queue_url=queue))
+    head = s3.head_object(Bucket=system.raw_bucket, Key=key)
+    event = ObjectCreated(system.raw_bucket, key, head["ETag"].strip('"'), head["ContentLength"])
+    ingest.ingest_object(event, elsewhere)
+    after = services.index.get_file(fid)
+    assert (after["status"], after["products"], after["calibrations"], after["updated_at"]) == \
+        ("reducing", [listed], before["calibrations"], before["updated_at"])
+    (message,) = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"]
+    assert json.loads(message["Body"])[TASK_KEY] == {"task": "after_index", "file_id": fid}
+    sqs.delete_queue(QueueUrl=queue)
+
