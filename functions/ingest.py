@@ -117,22 +117,32 @@ def read_head(s3, bucket: str, key: str) -> Tuple[bytes, int, Optional[str]]:
 _INDEXED_STATUSES = FINAL_STATUSES | {STATUS_REDUCING}
 
 
+def _already_indexed(existing: Optional[Dict[str, Any]], etag: Optional[str]) -> bool:
+    return bool(existing and etag and existing.get("status") in _INDEXED_STATUSES and existing.get("etag") == etag)
+
+
+def _again(existing: Dict[str, Any], event: ObjectCreated, services: Services) -> Dict[str, Any]:
+    log.info("already indexed: %s (%s)", event.key, existing["status"])
+    _hand_over(existing, services)  # idempotent downstream: finishes what a crash left
+    return existing
+
+
 def ingest_object(event: ObjectCreated, services: Services) -> Dict[str, Any]:
     """Index one raw object; idempotent on (bucket, key, ETag)."""
     settings, index = services.settings, services.index
     received = utcnow()
     fields = _base_fields(event, settings)
     existing = index.get_file(fields["file_id"])
-    if existing and existing.get("status") in _INDEXED_STATUSES and event.etag and existing.get("etag") == event.etag:
-        log.info("already indexed: %s (%s)", event.key, existing["status"])
-        _hand_over(existing, services)  # idempotent downstream: finishes what a crash left
-        return existing
+    if _already_indexed(existing, event.etag):
+        return _again(existing, event, services)
     try:
         data, total, etag = read_head(services.s3, event.bucket, event.key)
     except services.s3.exceptions.NoSuchKey:
         fields.update(status=STATUS_FAILED, error="the raw object was deleted before it could be read")
         index.record_file(fields)
         return fields
+    if not event.etag and _already_indexed(existing, etag):
+        return _again(existing, event, services)  # an event without its ETag (a repair's, an operator's)
     fields.update(size=total, etag=etag or event.etag)
     try:
         repaired, header_bytes = read_primary_header(data, total)
