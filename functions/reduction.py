@@ -332,6 +332,12 @@ def build_master_if_ready(kind: str, night: str, group: str, services, config: R
     needed = settings.min_bias_files if kind == cal.BIAS else settings.min_flat_files
     if len(members) < needed:
         log.info("%s %s on %s: %d of %d frames, waiting", kind, group, night, len(members), needed)
+        if include is not None:
+            # The night's listing (a GSI) may not yet show the frames indexed in the same
+            # instants as this one: the last of a burst could count short, and nobody
+            # would look again. Each new frame looks once more when it has caught up.
+            send_task(services, {"task": "master", "kind": kind, "night": night, "group": group},
+                      delay=services.settings.gsi_settle_seconds)
         return None
     bias = None
     if kind == cal.FLAT and not settings.ignore_bias:
