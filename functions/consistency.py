@@ -149,9 +149,12 @@ def _list_objects(s3, bucket: str, prefix: str) -> Dict[str, Any]:
 
 def check(services: Services, config, nights: Union[None, int, Sequence[str]] = 3, repair: bool = False,
           stuck_after: float = 900.0, orphan_grace: float = 3600.0, active_within: Optional[float] = None,
-          raw_grace: float = RAW_GRACE_SECONDS, abandoned_after: float = ABANDONED_UPLOAD_SECONDS) -> Report:
+          raw_grace: float = RAW_GRACE_SECONDS, abandoned_after: float = ABANDONED_UPLOAD_SECONDS,
+          busy_within: float = 0.0) -> Report:
     """Compare storage and index on `nights` (a count of the latest nights, a list of
-    names, or None for all); with `repair`, fix what can be fixed."""
+    names, or None for all); with `repair`, fix what can be fixed. `busy_within`: a file
+    (or a calibration group's newest frame) changed this recently is being worked on;
+    its missing products and better calibrations are left to the work under way."""
     started = time.monotonic()
     if nights is None or isinstance(nights, int):
         names = recent_nights(services.index, nights, active_within)
@@ -160,13 +163,14 @@ def check(services: Services, config, nights: Union[None, int, Sequence[str]] = 
     report = Report(nights=names, repair=repair)
     cached = Services(services.settings, services.s3, services.sqs, _ListingCache(services.index))
     for night in names:
-        _check_night(night, cached, config, report, repair, stuck_after, orphan_grace, raw_grace)
+        _check_night(night, cached, config, report, repair, stuck_after, orphan_grace, raw_grace, busy_within)
         _check_uploads(night, cached, report, repair, abandoned_after)
     report.seconds = time.monotonic() - started
     return report
 
 
-def _check_night(night, services, config, report, repair, stuck_after, orphan_grace, raw_grace) -> None:
+def _check_night(night, services, config, report, repair, stuck_after, orphan_grace, raw_grace,
+                 busy_within=0.0) -> None:
     settings, now = services.settings, datetime.now(timezone.utc)
     items = list(iter_all_files(services.index, night))
     report.files += len(items)
@@ -185,7 +189,8 @@ def _check_night(night, services, config, report, repair, stuck_after, orphan_gr
             for version in list_versions(*store_of(services.index), item["file_id"]):
                 listed.update(p["key"] for p in version.get("products") or []
                               if p.get("bucket") == settings.products_bucket)
-        _check_item(item, keys, products, raw, services, config, report, repair, stuck_after, now)
+        busy = _age_seconds(item.get("updated_at"), now) < busy_within
+        _check_item(item, keys, products, raw, services, config, report, repair, stuck_after, now, busy)
     indexed = {item["file_id"] for item in items}
     reingested = set()
     for key, modified in sorted(raw.items()):
@@ -206,7 +211,8 @@ def _check_night(night, services, config, report, repair, stuck_after, orphan_gr
         if repair:
             services.s3.delete_object(Bucket=settings.products_bucket, Key=key)
             f.repaired = True
-    _check_masters(night, items, services, config, report, repair)
+    _check_masters(night, items, services, config, report, repair,
+                   busy=lambda f: _age_seconds(f.get("updated_at"), now) < busy_within)
 
 
 def _check_uploads(night, services, report, repair, abandoned_after) -> None:
@@ -227,7 +233,8 @@ def _check_uploads(night, services, report, repair, abandoned_after) -> None:
             f.repaired = True
 
 
-def _check_item(item, keys, products, raw, services, config, report, repair, stuck_after, now) -> None:
+def _check_item(item, keys, products, raw, services, config, report, repair, stuck_after, now,
+                busy=False) -> None:
     settings, night, fid = services.settings, item["night"], item["file_id"]
     name = item.get("file_name")
     if len(keys) != len(set(keys)):
@@ -254,7 +261,8 @@ def _check_item(item, keys, products, raw, services, config, report, repair, stu
         return
     # A file being worked on lists products as they are written and replaced: only a
     # final item's list is a promise.
-    missing = [k for k in keys if k not in products] if item.get("status") in FINAL_STATUSES else []
+    # So is one read from a listing (a GSI) that lags the reduction replacing them.
+    missing = [k for k in keys if k not in products] if item.get("status") in FINAL_STATUSES and not busy else []
     if missing:
         f = report.add(Finding("missing_product", night, f"{name}: {len(missing)} listed product(s) not in storage "
                                                           f"({missing[0]}{', ...' if len(missing) > 1 else ''})",
@@ -268,7 +276,7 @@ def _check_item(item, keys, products, raw, services, config, report, repair, stu
         if repair:
             f.action, f.repaired = _requeue_stuck(item, services)
         return
-    if status == STATUS_REDUCED and item.get("obstype") in cal.REDUCED_TYPES:
+    if status == STATUS_REDUCED and item.get("obstype") in cal.REDUCED_TYPES and not busy:
         why = _stranded(item, services, config)
         if why:
             what, task = why
@@ -299,18 +307,19 @@ def _stranded(item, services, config):
     return None
 
 
-def _check_masters(night, items, services, config, report, repair) -> None:
-    """A calibration group with more reducible frames than its newest master holds."""
+def _check_masters(night, items, services, config, report, repair, busy=lambda f: False) -> None:
+    """A calibration group with more reducible frames than its newest master holds
+    (unless one of them is `busy`: its own task asks for the master)."""
     from functions import reduction
 
     settings = config.settings
     for kind, needed in ((cal.BIAS, settings.min_bias_files), (cal.FLAT, settings.min_flat_files)):
         # only frames the reduction can group (an item without its camera, readout, gain
         # ... has no group, and is the item checks' business, not a master's)
-        groups = sorted({cal.group_of(kind, f) for f in items
-                         if f.get("obstype") == kind and f.get("status") == STATUS_INDEXED
-                         and not cal.reason_not_reducible(f)})
-        for group in groups:
+        frames = [f for f in items if f.get("obstype") == kind and f.get("status") == STATUS_INDEXED
+                  and not cal.reason_not_reducible(f)]
+        groups = {cal.group_of(kind, f) for f in frames}
+        for group in sorted(groups - {cal.group_of(kind, f) for f in frames if busy(f)}):
             members = reduction._members(kind, night, group, services)
             if len(members) < needed:
                 continue
@@ -385,10 +394,15 @@ def _reingest(services, key: str, modified) -> bool:
 # ---- the scheduled function -----------------------------------------------------------
 #: The scheduled sweep looks at nights with a file indexed in the last day.
 SWEEP_ACTIVE_WITHIN = 86400.0
+#: The scheduled sweep leaves a file alone this long after its last change: a sweep
+#: that lands between a reduction writing its products and listing them (or reads the
+#: item from a lagging listing) would otherwise reduce it again for nothing.
+SWEEP_BUSY_WITHIN = 120.0
 
 
-def sweep(services: Services, config, active_within: float = SWEEP_ACTIVE_WITHIN) -> Report:
-    report = check(services, config, nights=None, repair=True, active_within=active_within)
+def sweep(services: Services, config, active_within: float = SWEEP_ACTIVE_WITHIN,
+          busy_within: float = SWEEP_BUSY_WITHIN) -> Report:
+    report = check(services, config, nights=None, repair=True, active_within=active_within, busy_within=busy_within)
     if report.findings:
         for line in report.lines():
             log.warning("%s", line)

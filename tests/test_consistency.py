@@ -67,6 +67,24 @@ def test_a_lost_product_is_made_again(system, s3, api, night):
     assert _check().findings == []
 
 
+def test_the_sweep_leaves_a_file_being_worked_on_to_its_work(system, s3, night):
+    """A sweep that lands while a reduction replaces a file's products (or that reads the
+    file from a lagging listing) sees products missing that are only being replaced: it
+    leaves a file changed in the last SWEEP_BUSY_WITHIN seconds alone, rather than
+    reduce it again for nothing. The same loss, once the file is quiet, is repaired."""
+    services = warm_services()
+    science = _science(night)
+    product = next(p for p in science["products"] if p["kind"] == "spectrum_plot")
+    services.index.update_file(science["file_id"], {"check_requeues": 0})   # just changed
+    s3.delete_object(Bucket=product["bucket"], Key=product["key"])
+    busy = _check(busy_within=consistency.SWEEP_BUSY_WITHIN)
+    assert "missing_product" not in _kinds(busy), busy.lines()
+    report = _check(repair=True)
+    assert _kinds(report) == ["missing_product"]
+    system.wait_idle(60)
+    assert s3.head_object(Bucket=product["bucket"], Key=product["key"])["ContentLength"] > 0
+
+
 def test_a_product_listed_twice_is_listed_once(system, night):
     services = warm_services()
     item = services.index.get_file(_science(night)["file_id"])
