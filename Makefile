@@ -49,14 +49,13 @@ package: $(STAMP)
 	$(PY) -m infra.package --stage $(if $(filter prod,$(STAGE)),prod,dev) --out $(PACKAGE)
 
 # The whole system into the AWS account of the current credentials (README: Deploy).
-# PAGE_TOKEN_KEY: 32+ random characters (openssl rand -base64 32), the same each time.
+# The key that signs page tokens is the stack's own secret (Secrets Manager), made once.
 deploy: package $(SAM_STAMP)
-	@test -n "$(PAGE_TOKEN_KEY)" || { echo "set PAGE_TOKEN_KEY (openssl rand -base64 32; keep it)"; exit 2; }
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy --template-file $(PACKAGE)/template.json --stack-name $(STACK) \
 	  --resolve-s3 --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
 	  --tags project=goodman-live stage=$(STAGE) \
 	  --parameter-overrides Stage=$(STAGE) DomainName=$(DOMAIN) CertificateArn=$(CERTIFICATE_ARN) \
-	    AlarmEmail=$(ALARM_EMAIL) ProprietaryDays=$(or $(PROPRIETARY_DAYS),365) PageTokenKey=$(PAGE_TOKEN_KEY)
+	    AlarmEmail=$(ALARM_EMAIL) ProprietaryDays=$(or $(PROPRIETARY_DAYS),365)
 	$(PY) -m infra.publish --stack $(STACK)
 
 # The page alone, built for a deployed stack's API and put behind its CloudFront.

@@ -283,7 +283,8 @@ def _api(d: Dict[str, Any]) -> Dict[str, Any]:
     fn = d["api_function"]
     env = {**_environment(d), "USER_POOL_ID": {"Ref": "UserPool"}, "USER_POOL_CLIENT_ID": {"Ref": "UserPoolClient"},
            "ALLOWED_ORIGIN": _site_origin(),
-           "PAGE_TOKEN_KEY": {"Ref": "PageTokenKey"}}
+           # resolved by CloudFormation at each deploy from the stack's own secret
+           "PAGE_TOKEN_KEY": {"Fn::Sub": "{{resolve:secretsmanager:${PageTokenSecret}:SecretString}}"}}
     handler = {"Properties": {"MemorySize": fn["memory_mb"], "Timeout": fn["timeout_seconds"],
                               "Environment": {"Variables": env}}}
     table_arn = {"Fn::GetAtt": ["IndexTable", "Arn"]}
@@ -308,7 +309,12 @@ def _api(d: Dict[str, Any]) -> Dict[str, Any]:
     # chalice names a role per function when it writes no policy of its own
     # (autogen_policy false): the authorizer only checks tokens against the pool's
     # public keys, over HTTPS; it needs its logs and nothing else.
-    return {"APIHandler": handler, "SignedIn": handler,
+    # The key that signs page tokens: made once, when the stack is created, and kept
+    # across deploys (a new key would end every open page's paging); nobody types it.
+    secret = {"Type": "AWS::SecretsManager::Secret", "Properties": {
+        "Description": {"Fn::Sub": "${AWS::StackName}: the key that signs the API's page tokens"},
+        "GenerateSecretString": {"PasswordLength": 48, "ExcludePunctuation": True}}}
+    return {"APIHandler": handler, "SignedIn": handler, "PageTokenSecret": secret,
             "ApiHandlerRole": role(api_policy), "SignedInRole": role([logs])}
 
 
@@ -323,8 +329,6 @@ PARAMETERS = {
     "AlarmEmail": {"Type": "String", "Default": "", "Description": "Where alarms are e-mailed; empty: none"},
     "ProprietaryDays": {"Type": "Number", "Default": 365, "MinValue": 0,
                         "Description": "Days after DATE-OBS a proposal's frames stay visible to its members only"},
-    "PageTokenKey": {"Type": "String", "NoEcho": True, "MinLength": 32,
-                     "Description": "The key that signs page tokens: e.g. openssl rand -base64 32"},
 }
 
 

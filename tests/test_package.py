@@ -166,6 +166,12 @@ def test_the_packaged_template_holds_the_api_and_passes_cfn_lint_and_sam_validat
     env = api["Environment"]["Variables"]
     assert env["INDEX_TABLE"] == {"Ref": "IndexTable"} and env["USER_POOL_ID"] == {"Ref": "UserPool"}
     assert resources["SignedIn"]["Properties"]["Environment"] == api["Environment"]
+    # the page-token key: the stack's own generated secret, resolved at deploy; nobody passes one
+    assert env["PAGE_TOKEN_KEY"] == {"Fn::Sub": "{{resolve:secretsmanager:${PageTokenSecret}:SecretString}}"}
+    secret = resources["PageTokenSecret"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
+    assert not any("PageToken" in name for name in package.template.get("Parameters", {}))
     # the API's role is ours (least privilege), not chalice's default
     def actions(role):
         return {a for p in resources[role]["Properties"]["Policies"] for st in p["PolicyDocument"]["Statement"]
