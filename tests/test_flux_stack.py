@@ -133,6 +133,17 @@ def test_the_page_shows_the_flux_calibrated_spectrum_its_standard_and_the_sensit
         assert "flux-calibrated with LTT3218" in standard.first.inner_text()
         assert NIGHT in standard.first.inner_text()
         assert card.locator("figure", has_text="flux-calibrated spectrum").count() >= 1
+        # the interactive plot: counts first (line fits are made on them), flux on asking
+        host = "#detail .interactive[data-view=spectrum].mounted .plot-host"
+        page.wait_for_function("s => (document.querySelector(s) || {}).goodmanPlot", arg=host, timeout=30000)
+        assert not page.evaluate("s => document.querySelector(s).goodmanPlot.fluxed", host)
+        card.locator(".units input[value=flux]").check()
+        page.wait_for_function("s => document.querySelector(s).goodmanPlot.fluxed", arg=host, timeout=15000)
+        assert "erg" in page.evaluate("s => document.querySelector(s).goodmanPlot.yLabel()", host)
+        assert card.locator(".fit-controls").is_hidden()
+        card.locator(".units input[value=counts]").check()
+        page.wait_for_function("s => !document.querySelector(s).goodmanPlot.fluxed", arg=host, timeout=15000)
+        assert card.locator(".fit-controls").is_visible()
         page.locator(f"#files tbody tr[data-file-id='{flux_night['std_id']}'] td.name").click()
         page.wait_for_function("() => (document.querySelector('#detail .sensitivity') || {}).textContent")
         assert "spectrophotometric standard LTT3218" in page.locator("#detail .sensitivity").inner_text()

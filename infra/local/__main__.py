@@ -160,7 +160,8 @@ def cmd_demo(args) -> int:
               f"  folder below it, and uploads each file as it closes.\n"
               f"  Ctrl-C to stop.\n", flush=True)
         observer = threading.Thread(target=observe, daemon=True, kwargs=dict(
-            out_dir=raw_dir, seed=args.seed, night=args.night, cadence=args.cadence))
+            out_dir=raw_dir, seed=args.seed, night=args.night, cadence=args.cadence,
+            standard=None if args.standard.lower() == "none" else args.standard))
         observer.start()
         try:
             _wait_forever("")
@@ -179,6 +180,9 @@ def main(argv=None) -> int:
     demo.add_argument("--cadence", type=float, default=3.0, help="seconds between frames")
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--night", default="2024-03-14")
+    demo.add_argument("--standard", default="LTT3218",
+                      help="the night's spectrophotometric standard: science targets of known flux, so the "
+                           "flux calibration can be judged on the page ('none': the plain simulated night)")
     demo.add_argument("--workdir", default=str(ROOT / ".demo"))
     demo.add_argument("--keep", action="store_true", help="keep files from an earlier demo")
     demo.add_argument("--workers", type=int, default=2)

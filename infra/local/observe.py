@@ -22,11 +22,11 @@ def night_counts(frames: Optional[int]) -> Dict[str, int]:
 
 def observe(out_dir: Path, seed: int = 1, night: str = "2024-03-14", frames: Optional[int] = None,
             cadence: float = 3.0, write_seconds: Optional[float] = None,
-            on_close: Optional[Callable[[Path, float], None]] = None):
+            on_close: Optional[Callable[[Path, float], None]] = None, standard: Optional[str] = None):
     """Write the night's frames into `out_dir` one every `cadence` seconds, each file
     growing for `write_seconds` (default: a fifth of the cadence, at most 1 s) as the
-    camera reads out."""
-    plan = make_night(seed=seed, night=night, **night_counts(frames))
+    camera reads out. `standard`: a physical night (make_night) with that standard."""
+    plan = make_night(seed=seed, night=night, standard=standard, **night_counts(frames))
     if write_seconds is None:
         write_seconds = min(1.0, cadence / 5)
     return write_night(Path(out_dir), plan, cadence=cadence, write_seconds=write_seconds, on_close=on_close)

@@ -1018,6 +1018,10 @@
     listed.catch(function () { /* said under the plot */ });
     const data = await api(base + "/spectrum?target=" + s.number);
     let fits = await listed.catch(function () { return []; });
+    // Counts, or erg/s/cm²/Å once the target is flux-calibrated: line fits are made on
+    // counts, so the fit mode and the fits drawn are those of the counts alone.
+    const byUnits = { counts: Promise.resolve(data) };
+    let units = "counts";
     if (m.dead) return;
     const unit = data.x_unit === "pixel" || data.calibrated === false ? "px" : "Å";
     function ours(x) { return Number(x.target) === Number(s.number); }
@@ -1028,7 +1032,7 @@
     overlayBox.className = "overlays";
     const overlayNote = text("span", "", "note");
     const chosen = new Set();
-    const cached = new Map();    // option id -> Promise of its spectrum JSON
+    const cached = new Map();    // option id and units -> Promise of its spectrum JSON
     let options = [];
     function overlayOptions() {
       const opts = [];
@@ -1071,14 +1075,28 @@
       const mine = ++drawing;
       const overlays = [];
       const problems = [];
+      const fluxed = units === "flux";
+      let shown = data;
+      if (fluxed) {
+        if (!byUnits.flux) {
+          byUnits.flux = api(base + "/spectrum?target=" + s.number + "&units=flux");
+          byUnits.flux.catch(function () { delete byUnits.flux; });
+        }
+        shown = await byUnits.flux;
+      }
+      unitsNote.textContent = fluxed && !shown.fluxed ? "no flux-calibrated spectrum of this target yet: counts shown"
+        : "line fits are made on counts";
       for (const o of options.filter(function (x) { return chosen.has(x.id); })) {
-        if (!cached.has(o.id)) {
-          const p = api(base + "/spectrum?" + o.query);
-          p.catch(function () { cached.delete(o.id); });
-          cached.set(o.id, p);
+        const id = o.id + "|" + units;
+        if (!cached.has(id)) {
+          const p = api(base + "/spectrum?" + o.query + (fluxed ? "&units=flux" : ""));
+          p.catch(function () { cached.delete(id); });
+          cached.set(id, p);
         }
         try {
-          overlays.push(await cached.get(o.id));
+          const other = await cached.get(id);
+          if (!other.fluxed !== !shown.fluxed) problems.push(o.label + ": not flux-calibrated");
+          else overlays.push(other);
         } catch (err) {
           if (err instanceof SignedOut) throw err;
           problems.push(o.label + ": " + why(err));
@@ -1087,7 +1105,8 @@
       if (m.dead || mine !== drawing) return;
       destroyHandle(handle);
       handle = null;
-      const made = await plots.spectrum(host, data, { overlays: overlays, onFit: fit, fits: fits.filter(drawn) });
+      const made = await plots.spectrum(host, shown, shown.fluxed ? { overlays: overlays }
+        : { overlays: overlays, onFit: fit, fits: fits.filter(drawn) });
       if (m.dead || mine !== drawing) {
         destroyHandle(made);
         return;
@@ -1143,6 +1162,32 @@
       }) : text("div", "no line fitted yet: “Fit a line”, then drag across it", "note"));
     }
 
+    // The y axis: counts, or the flux-calibrated spectrum when the target has one.
+    const unitsNote = text("span", "line fits are made on counts", "note");
+    const unitsBox = document.createElement("fieldset");
+    unitsBox.className = "units";
+    unitsBox.appendChild(text("legend", "y axis"));
+    [["counts", "counts (ADU)"], ["flux", "flux-calibrated (erg/s/cm²/Å)"]].forEach(function (pair) {
+      const label = document.createElement("label");
+      const input = document.createElement("input");
+      input.type = "radio";
+      input.name = "units-" + f.file_id + "-" + s.number;
+      input.value = pair[0];
+      input.checked = pair[0] === units;
+      input.addEventListener("change", function () {
+        if (!input.checked) return;
+        units = pair[0];
+        fitBox.hidden = units === "flux";
+        redraw().catch(function (err) {
+          if (!(err instanceof SignedOut)) overlayNote.textContent = "cannot draw: " + why(err);
+        });
+      });
+      label.appendChild(input);
+      label.appendChild(document.createTextNode(" " + pair[1]));
+      unitsBox.appendChild(label);
+    });
+    unitsBox.appendChild(unitsNote);
+
     refreshOverlays();
     m.refresh = refreshOverlays;
     m.destroy = function () { drawing++; destroyHandle(handle); handle = null; };
@@ -1150,6 +1195,7 @@
     if (m.dead) return;
     const tools = document.createElement("div");
     tools.className = "spectrum-tools";
+    if (s.flux_file_name) tools.appendChild(unitsBox);
     tools.appendChild(fitBox);
     tools.appendChild(overlayBox);
     tools.appendChild(fitList);

@@ -276,6 +276,8 @@
     const source = new B.ColumnDataSource({ data: { x, flux: shownFlux, err: err || x.map(() => NaN) } });
     const xr = finiteRange(x) || [0, 1];
     const xRange = new B.Range1d({ start: xr[0], end: xr[1] });
+    // erg/s/cm²/Å are 1e-16-ish: counts' one decimal would read as 0.0
+    const yFormat = data.fluxed ? "{0.000e}" : "{0.0}";
 
     // Controls: real buttons, checkboxes and a text box, reachable from the keyboard.
     const controls = h("div", { class: "gp-controls" });
@@ -327,7 +329,7 @@
     const boxZoom = new B.BoxZoomTool();
     const hover = new B.HoverTool({
       mode: "vline", point_policy: "snap_to_data",
-      tooltips: [[calibrated ? "\u03bb" : "x", "@x{0.00} " + xUnit], ["flux", "@flux{0.0}"], ["\u03c3", "@err{0.0}"]],
+      tooltips: [[calibrated ? "\u03bb" : "x", "@x{0.00} " + xUnit], ["flux", "@flux" + yFormat], ["\u03c3", "@err" + yFormat]],
     });
     // x-range select for "Fit a line": it selects no renderer, only reports the range.
     const fitSelect = new B.BoxSelectTool({ dimensions: "width", renderers: [], persistent: false });
@@ -338,9 +340,10 @@
       tools: [pan, wheel, boxZoom, ...(options.onFit ? [fitSelect] : []), new B.ResetTool(), new B.SaveTool(), hover],
       active_drag: pan, active_scroll: wheel,
     });
-    // Overlays in the same unit only (a pixel spectrum cannot be drawn on a wavelength axis).
+    // Overlays in the same units only (a pixel spectrum cannot be drawn on a wavelength
+    // axis, nor counts on a flux axis).
     const overlays = (options.overlays || []).filter((o) => o && o.x && o.flux &&
-      (o.calibrated !== false && o.x_unit !== "pixel") === calibrated);
+      (o.calibrated !== false && o.x_unit !== "pixel") === calibrated && !o.fluxed === !data.fluxed);
     const legendFor = (d) => (overlays.length ? { legend_label: labelOf(d) } : {});
 
     const rangeRenderers = [];
@@ -610,6 +613,8 @@
 
     return {
       figure: fig, lampFigure: lampFig, source,
+      fluxed: !!data.fluxed,
+      yLabel: () => fig.left[0].axis_label,
       xRange: () => [xRange.start, xRange.end],
       setXRange(lo, hi) {
         xRange.setv({ start: lo, end: hi });
