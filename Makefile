@@ -41,7 +41,9 @@ chromium:
 demo: $(STAMP)
 	$(PY) -m infra.local demo
 
-test: $(STAMP) $(SAM_STAMP) chromium
+# The three set-ups are independent: made side by side, they take the time of the longest.
+test:
+	$(MAKE) -j3 --no-print-directory $(STAMP) $(SAM_STAMP) chromium
 	GOLIVE_REQUIRE_SAM=1 $(PY) -m pytest
 
 # Every artefact AWS runs and the packaged template, without an AWS account.
