@@ -1020,7 +1020,7 @@
     let fits = await listed.catch(function () { return []; });
     // Counts, or erg/s/cm²/Å once the target is flux-calibrated: line fits are made on
     // counts, so the fit mode and the fits drawn are those of the counts alone.
-    const byUnits = { counts: Promise.resolve(data) };
+    const byUnits = {};    // units -> Promise of the target's spectrum JSON in them
     let units = "counts";
     if (m.dead) return;
     const unit = data.x_unit === "pixel" || data.calibrated === false ? "px" : "Å";
@@ -1086,6 +1086,7 @@
       }
       unitsNote.textContent = fluxed && !shown.fluxed ? "no flux-calibrated spectrum of this target yet: counts shown"
         : "line fits are made on counts";
+      fitBox.hidden = !!shown.fluxed;
       for (const o of options.filter(function (x) { return chosen.has(x.id); })) {
         const id = o.id + "|" + units;
         if (!cached.has(id)) {
@@ -1177,7 +1178,6 @@
       input.addEventListener("change", function () {
         if (!input.checked) return;
         units = pair[0];
-        fitBox.hidden = units === "flux";
         redraw().catch(function (err) {
           if (!(err instanceof SignedOut)) overlayNote.textContent = "cannot draw: " + why(err);
         });
