@@ -38,7 +38,7 @@ from golive_data.index import file_id_for
 from tests.conftest import comps_and_flats, new_user
 from tests.test_authorization import goodman_frame
 
-MAX_EXAMPLES = 10
+MAX_EXAMPLES = 6
 SEED = 20180203
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           ignored_auth]
